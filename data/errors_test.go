@@ -183,7 +183,6 @@ func TestCorruptInput(t *testing.T) {
 	}
 }
 
-
 func mustRead(t *testing.T, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
