@@ -9,7 +9,7 @@ TORCH_LIB ?= $(if $(filter /usr,$(LIBTORCH)),/usr/lib/x86_64-linux-gnu,$(LIBTORC
 BUILD := build
 SHIM := $(BUILD)/libhdgetorch.so
 
-.PHONY: all deps shim build test run bench bench-quick clean
+.PHONY: all deps shim build test run bench bench-quick clean test-torch
 
 all: build
 
@@ -20,6 +20,36 @@ deps:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || exit 1; fi
 	$(GO) mod download
+
+# The C++ shim over libtorch (cgo/*.cpp -> $(SHIM)). One object per source file so `make -j2` compiles
+# them in parallel; Go packages link against the .so and never include torch headers.
+SHIM_SRCS := $(wildcard cgo/*.cpp)
+SHIM_OBJS := $(patsubst cgo/%.cpp,$(BUILD)/shim/%.o,$(SHIM_SRCS))
+SHIM_CXXFLAGS ?= -O2 -g0
+SHIM_CUDA_LIB := $(if $(wildcard $(TORCH_LIB)/libtorch_cuda.so),-ltorch_cuda)
+
+$(BUILD)/shim/%.o: cgo/%.cpp cgo/hdge_torch.h cgo/hdge_internal.hpp
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 -fPIC $(SHIM_CXXFLAGS) -I$(TORCH_INCLUDE) -I$(TORCH_INCLUDE)/torch/csrc/api/include -Icgo -c $< -o $@
+
+# --no-as-needed keeps libtorch_cuda linked although no symbol of it is referenced: loading it is
+# what registers the CUDA backend.
+$(SHIM): $(SHIM_OBJS)
+	$(CXX) -shared -o $@ $(SHIM_OBJS) -L$(TORCH_LIB) -Wl,-rpath,$(TORCH_LIB) -Wl,--no-as-needed $(SHIM_CUDA_LIB) -ltorch -ltorch_cpu -lc10 -Wl,--as-needed
+
+shim: $(SHIM)
+
+test-torch: $(SHIM)
+	$(GO) test -p 1 ./torch/...
+
+# Everything: Debian packages, Go modules, the shim, then every test. CI runs exactly this.
+test: deps
+	$(MAKE) -j2 shim
+	$(GO) vet ./...
+	$(GO) test -p 1 -count=1 -timeout 20m ./...
+
+build: $(SHIM)
+	$(GO) build -o bin/hdge-torch ./cmd/hdge-torch
 
 clean:
 	rm -rf $(BUILD) bin
