@@ -1,0 +1,309 @@
+package data
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+)
+
+// Augment is the JEM/HDGE input pipeline applied after scaling pixels to [-1, 1].
+type Augment struct {
+	Crop  int     // reflect-pad by Crop pixels, then crop back to H×W at a random offset; 0 = off
+	Flip  bool    // random horizontal flip with probability 1/2
+	Noise float64 // σ of additive Gaussian noise in [-1, 1] space; JEM uses 0.03 at train and test time
+}
+
+// DefaultAugment is JEM's training augmentation: pad 4 + crop, flips except for digits, σ = 0.03.
+func DefaultAugment(digits bool) Augment {
+	return Augment{Crop: 4, Flip: !digits, Noise: 0.03}
+}
+
+// Batch is a ready model input: X is B×C×H×W float32, Y the labels, Indices the dataset rows.
+// (Epoch, Index) is its place in the stream.
+type Batch struct {
+	X       []float32
+	Y       []int64
+	Indices []int
+	Epoch   int
+	Index   int
+}
+
+// LoaderConfig configures a Loader. Workers and Prefetch do not change the batches, only how fast
+// they come. Epochs > 0 closes the stream after epoch Epochs-1; 0 streams until cancelled.
+type LoaderConfig struct {
+	BatchSize int
+	Workers   int // goroutines building batches; <= 0 means 1
+	Prefetch  int // ready batches buffered ahead of the consumer; <= 0 means 2 per worker
+	Shuffle   bool
+	DropLast  bool
+	Epochs    int
+	Seed      uint64
+	Augment   Augment
+}
+
+// Position is where a stream stands: the next batch to be produced. It is all a checkpoint needs
+// to resume the exact batch sequence, because every batch is a function of (seed, epoch, index).
+type Position struct {
+	Epoch int `json:"epoch"`
+	Batch int `json:"batch"`
+}
+
+// Loader turns a Dataset into a deterministic stream of batches.
+type Loader struct {
+	d    *Dataset
+	cfg  LoaderConfig
+	bpe  int
+	err  error
+	lut  [256]float32
+	pool sync.Pool
+	mu   sync.Mutex
+}
+
+// NewLoader checks cfg against d; a bad configuration is reported by Err and yields no batches.
+func NewLoader(d *Dataset, cfg LoaderConfig) *Loader {
+	l := &Loader{d: d, cfg: cfg}
+	if l.cfg.Workers <= 0 {
+		l.cfg.Workers = 1
+	}
+	if l.cfg.Prefetch <= 0 {
+		l.cfg.Prefetch = 2 * l.cfg.Workers
+	}
+	switch {
+	case d == nil:
+		l.err = errors.New("loader: nil dataset")
+		return l
+	case cfg.BatchSize <= 0:
+		l.err = fmt.Errorf("loader %s: batch size %d, want > 0", d.Name, cfg.BatchSize)
+	case cfg.Augment.Crop < 0:
+		l.err = fmt.Errorf("loader %s: crop padding %d, want >= 0", d.Name, cfg.Augment.Crop)
+	case cfg.Augment.Noise < 0:
+		l.err = fmt.Errorf("loader %s: noise σ %g, want >= 0", d.Name, cfg.Augment.Noise)
+	case cfg.Epochs < 0:
+		l.err = fmt.Errorf("loader %s: epochs %d, want >= 0", d.Name, cfg.Epochs)
+	default:
+		l.err = d.Validate()
+	}
+	if l.err != nil {
+		return l
+	}
+	if cfg.DropLast {
+		l.bpe = d.N / cfg.BatchSize
+	} else {
+		l.bpe = (d.N + cfg.BatchSize - 1) / cfg.BatchSize
+	}
+	if l.bpe == 0 {
+		l.err = fmt.Errorf("loader %s: %d images make no batch of %d (drop-last %v)", d.Name, d.N, cfg.BatchSize, cfg.DropLast)
+	}
+	for v := range l.lut {
+		l.lut[v] = float32(v)/127.5 - 1
+	}
+	size := cfg.BatchSize * d.ImageSize()
+	l.pool.New = func() any { s := make([]float32, size); return &s }
+	return l
+}
+
+// Err reports a configuration error, or a bad start position given to Start.
+func (l *Loader) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// BatchesPerEpoch is the number of batches in one epoch.
+func (l *Loader) BatchesPerEpoch() int { return l.bpe }
+
+// After is the position following b, for checkpoints taken after b was consumed.
+func (l *Loader) After(b Batch) Position {
+	if b.Index+1 >= l.bpe {
+		return Position{Epoch: b.Epoch + 1}
+	}
+	return Position{Epoch: b.Epoch, Batch: b.Index + 1}
+}
+
+// Recycle hands b's pixel buffer back for reuse; b must not be used afterwards.
+func (l *Loader) Recycle(b Batch) {
+	if cap(b.X) == l.cfg.BatchSize*l.d.ImageSize() {
+		x := b.X[:cap(b.X)]
+		l.pool.Put(&x)
+	}
+}
+
+// Permutation is the image order of an epoch: a function of (seed, epoch) only.
+func (l *Loader) Permutation(epoch int) []int {
+	if !l.cfg.Shuffle {
+		return identity(l.d.N)
+	}
+	return permutation(newRand(l.cfg.Seed, streamPerm, uint64(epoch)), l.d.N)
+}
+
+// Get builds batch (epoch, index) synchronously; the streamed batches are identical.
+func (l *Loader) Get(epoch, index int) (Batch, error) {
+	if err := l.Err(); err != nil {
+		return Batch{}, err
+	}
+	if epoch < 0 || index < 0 || index >= l.bpe {
+		return Batch{}, fmt.Errorf("loader %s: no batch (epoch %d, index %d); %d batches per epoch", l.d.Name, epoch, index, l.bpe)
+	}
+	w := l.newWorker()
+	return w.batch(epoch, index, l.Permutation(epoch)), nil
+}
+
+// Start streams batches from position from, in order, built by cfg.Workers goroutines. The
+// channel closes when cfg.Epochs are done or ctx is cancelled; cancelling always releases every
+// goroutine, whether or not the consumer drains the channel.
+func (l *Loader) Start(ctx context.Context, from Position) <-chan Batch {
+	out := make(chan Batch, l.cfg.Prefetch)
+	if l.err == nil && from.Batch == l.bpe {
+		from = Position{Epoch: from.Epoch + 1}
+	}
+	if l.err == nil && (from.Epoch < 0 || from.Batch < 0 || from.Batch > l.bpe) {
+		l.mu.Lock()
+		l.err = fmt.Errorf("loader %s: bad start position %+v (%d batches per epoch)", l.d.Name, from, l.bpe)
+		l.mu.Unlock()
+	}
+	if l.Err() != nil {
+		close(out)
+		return out
+	}
+	first := from.Epoch*l.bpe + from.Batch
+	end := -1
+	if l.cfg.Epochs > 0 {
+		end = l.cfg.Epochs * l.bpe
+	}
+	nw := l.cfg.Workers
+	// Worker k builds jobs k, k+nw, ...; reading the workers round-robin restores the global order
+	// without a reorder buffer, and each worker's small channel bounds how far it runs ahead.
+	lanes := make([]chan Batch, nw)
+	perLane := max(1, l.cfg.Prefetch/nw)
+	for k := range nw {
+		lanes[k] = make(chan Batch, perLane)
+		go func(k int, lane chan<- Batch) {
+			defer close(lane)
+			w := l.newWorker()
+			permEpoch := -1
+			var perm []int
+			for job := first + k; end < 0 || job < end; job += nw {
+				e, i := job/l.bpe, job%l.bpe
+				if e != permEpoch {
+					perm, permEpoch = l.Permutation(e), e
+				}
+				b := w.batch(e, i, perm)
+				select {
+				case lane <- b:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}(k, lanes[k])
+	}
+	go func() {
+		defer close(out)
+		for job := 0; ; job++ {
+			var b Batch
+			var ok bool
+			select {
+			case b, ok = <-lanes[job%nw]:
+			case <-ctx.Done():
+				return
+			}
+			if !ok {
+				return
+			}
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// worker holds the scratch space one goroutine reuses from batch to batch.
+type worker struct {
+	l          *Loader
+	rows, cols []int
+}
+
+func (l *Loader) newWorker() *worker {
+	return &worker{l: l, rows: make([]int, l.d.H), cols: make([]int, l.d.W)}
+}
+
+// reflect maps a coordinate of the padded image back into [0, n) as torch's "reflect" padding
+// does (the edge pixel is not repeated).
+func reflect(x, n int) int {
+	if n == 1 {
+		return 0
+	}
+	period := 2 * (n - 1)
+	x %= period
+	if x < 0 {
+		x += period
+	}
+	if x >= n {
+		x = period - x
+	}
+	return x
+}
+
+func (w *worker) batch(epoch, index int, perm []int) Batch {
+	l, d, cfg := w.l, w.l.d, w.l.cfg
+	start := index * cfg.BatchSize
+	stop := min(start+cfg.BatchSize, d.N)
+	bs := stop - start
+	size := d.ImageSize()
+	xp := l.pool.Get().(*[]float32)
+	b := Batch{X: (*xp)[:bs*size], Y: make([]int64, bs), Indices: make([]int, bs), Epoch: epoch, Index: index}
+	copy(b.Indices, perm[start:stop])
+	aug := cfg.Augment
+	var r *rand.Rand
+	if aug.Crop > 0 || aug.Flip || aug.Noise > 0 {
+		r = newRand(cfg.Seed, streamAugment, uint64(epoch), uint64(index))
+	}
+	hw := d.H * d.W
+	for j, idx := range b.Indices {
+		b.Y[j] = d.Labels[idx]
+		src := d.Image(idx)
+		dst := b.X[j*size : (j+1)*size]
+		ox, oy := aug.Crop, aug.Crop
+		if aug.Crop > 0 {
+			ox, oy = r.IntN(2*aug.Crop+1), r.IntN(2*aug.Crop+1)
+		}
+		flip := aug.Flip && r.Uint64()&1 == 1
+		if aug.Crop == 0 && !flip {
+			lut := &l.lut
+			for p, v := range src {
+				dst[p] = lut[v]
+			}
+		} else {
+			for y := range d.H {
+				w.rows[y] = reflect(y+oy-aug.Crop, d.H) * d.W
+			}
+			for x := range d.W {
+				sx := x
+				if flip {
+					sx = d.W - 1 - x
+				}
+				w.cols[x] = reflect(sx+ox-aug.Crop, d.W)
+			}
+			lut := &l.lut
+			for c := range d.C {
+				plane := src[c*hw : (c+1)*hw]
+				out := dst[c*hw : (c+1)*hw]
+				for y, ro := range w.rows {
+					row := plane[ro : ro+d.W]
+					o := out[y*d.W : (y+1)*d.W]
+					for x, cx := range w.cols {
+						o[x] = lut[row[cx]]
+					}
+				}
+			}
+		}
+		if aug.Noise > 0 {
+			addNoise(r, dst, aug.Noise)
+		}
+	}
+	return b
+}
