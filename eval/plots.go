@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	stdfont "golang.org/x/image/font"
@@ -65,6 +66,7 @@ func newPlot(title, xLabel, yLabel string) figure {
 		a.Tick.Color = color.Gray{110}
 		a.Tick.Label.Color = color.Gray{40}
 		a.Padding = vg.Points(3)
+		a.Tick.Marker = niceTicks{}
 	}
 	g := plotter.NewGrid()
 	g.Vertical.Color = color.Gray{228}
@@ -192,6 +194,52 @@ func ScoreHistogramPlot(h *Histograms, scoreName string, auroc float64) (*plot.P
 	}
 	p.Y.Min = 0
 	return p.finish(), nil
+}
+
+// niceTicks places about five major ticks at 1, 2, 2.5 or 5 × 10^k and labels them without
+// trailing zeros; gonum's default sometimes labels only two ticks, with needless decimals.
+type niceTicks struct{}
+
+func (niceTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) || math.IsInf(hi-lo, 0) {
+		return plot.DefaultTicks{}.Ticks(lo, hi)
+	}
+	raw := (hi - lo) / 5
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := 10 * mag
+	for _, m := range []float64{1, 2, 2.5, 5} {
+		if m*mag >= raw {
+			step = m * mag
+			break
+		}
+	}
+	var ticks []plot.Tick
+	first := math.Ceil(lo/step-1e-9) * step
+	for v := first; v <= hi+step*1e-9; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: formatTick(v, step)})
+		// Minor ticks halfway, unlabelled.
+		if m := v + step/2; m <= hi {
+			ticks = append(ticks, plot.Tick{Value: m})
+		}
+	}
+	if m := first - step/2; m >= lo {
+		ticks = append(ticks, plot.Tick{Value: m})
+	}
+	return ticks
+}
+
+func formatTick(v, step float64) string {
+	if math.Abs(v) < step*1e-6 {
+		return "0"
+	}
+	if a := math.Abs(v); a >= 1e5 || a < 1e-3 {
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+	decimals := max(0, int(math.Ceil(-math.Log10(step)-1e-9)))
+	if step*math.Pow(10, float64(decimals)) != math.Trunc(step*math.Pow(10, float64(decimals))) {
+		decimals++ // 2.5 × 10^k steps need one more digit
+	}
+	return strconv.FormatFloat(v, 'f', decimals, 64)
 }
 
 // unitTicks labels [0, 1] every 0.2 with minor ticks every 0.1.
