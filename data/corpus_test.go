@@ -16,9 +16,8 @@ func TestWriteFuzzCorpus(t *testing.T) {
 	idxLab := idxBytes(0x801, []uint32{3}, []byte{0, 9, 4})
 	rec1 := append([]byte{9}, bytes.Repeat([]byte{200}, 3072)...)
 	rec2 := append([]byte{19, 99}, bytes.Repeat([]byte{1}, 3072)...)
-	mat, _ := os.ReadFile(filepath.Join("testdata", "svhn_small.mat"))
-	matz, _ := os.ReadFile(filepath.Join("testdata", "svhn_small_compressed.mat"))
-	bad, _ := os.ReadFile(filepath.Join("testdata", "svhn_bad_label.mat"))
+	mat, _ := os.ReadFile(filepath.Join("testdata", "svhn_tiny.mat"))
+	matz, _ := os.ReadFile(filepath.Join("testdata", "svhn_tiny_compressed.mat"))
 	corpora := map[string][][]any{
 		"FuzzIDX": {
 			{idxImg, idxLab},
@@ -33,9 +32,9 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			{append([]byte{10}, rec1[1:]...), uint8(1)},
 		},
 		"FuzzMAT": {
-			{mat[:1200]},
+			{mat},
 			{matz},
-			{bad[:2000]},
+			{mat[:300]},
 			{mat[:128]},
 		},
 	}

@@ -43,7 +43,7 @@ func FuzzCIFAR(f *testing.F) {
 }
 
 func FuzzMAT(f *testing.F) {
-	for _, name := range []string{"svhn_small.mat", "svhn_small_compressed.mat"} {
+	for _, name := range []string{"svhn_tiny.mat", "svhn_tiny_compressed.mat"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

@@ -144,6 +144,16 @@ func TestSVHNFixtures(t *testing.T) {
 			}
 		})
 	}
+	for _, f := range []string{"svhn_tiny.mat", "svhn_tiny_compressed.mat"} {
+		d, err := ReadSVHN(filepath.Join("testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// X(r, c, ch, n) with r = 3, c = 1, ch = 2, n = 1 lands at CHW offset ch*16 + r*4 + c.
+		if d.N != 2 || d.H != 4 || d.W != 4 || d.Image(1)[2*16+3*4+1] != uint8(3*7+1*3+2*50+1*11) {
+			t.Errorf("%s: N=%d H=%d W=%d", f, d.N, d.H, d.W)
+		}
+	}
 	_, err := ReadSVHN(filepath.Join("testdata", "svhn_bad_label.mat"))
 	if err == nil || !strings.Contains(err.Error(), "svhn_bad_label.mat") || !strings.Contains(err.Error(), "11") {
 		t.Fatalf("want a label-range error naming the file, got %v", err)
