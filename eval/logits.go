@@ -56,21 +56,38 @@ func (l Logits) Validate() error {
 // Row returns sample i's logits (a view, not a copy).
 func (l Logits) Row(i int) []float32 { return l.Data[i*l.C : (i+1)*l.C] }
 
-// checkLabels validates logits and labels together; labelsSource names the labels' file if any.
-func (l Logits) checkLabels(labels []int64) error {
+// LogitsFromArray wraps an array read from a file, such as a .npy of shape [N, C]; source (the
+// file name) is kept for error messages.
+func LogitsFromArray(data []float32, shape []int, source string) (Logits, error) {
+	if len(shape) != 2 {
+		return Logits{}, fmt.Errorf("logits %s: shape %v is not 2-D [N, C]", source, shape)
+	}
+	l := Logits{Data: data, N: shape[0], C: shape[1], Source: source}
+	return l, l.Validate()
+}
+
+// CheckLabels validates labels against l: one label per row, each in [0, C). labelsSource, when
+// not empty, names the labels' file in errors.
+func CheckLabels(l Logits, labels []int64, labelsSource string) error {
 	if err := l.Validate(); err != nil {
 		return err
 	}
+	what := "labels"
+	if labelsSource != "" {
+		what = "labels " + labelsSource
+	}
 	if len(labels) != l.N {
-		return fmt.Errorf("%s has %d rows but there are %d labels", l.name(), l.N, len(labels))
+		return fmt.Errorf("%s has %d rows but %s has %d", l.name(), l.N, what, len(labels))
 	}
 	for i, y := range labels {
 		if y < 0 || y >= int64(l.C) {
-			return fmt.Errorf("label %d at index %d is out of range [0, %d) for %s", y, i, l.C, l.name())
+			return fmt.Errorf("%s: label %d at index %d is out of range [0, %d) for %s", what, y, i, l.C, l.name())
 		}
 	}
 	return nil
 }
+
+func (l Logits) checkLabels(labels []int64) error { return CheckLabels(l, labels, "") }
 
 // rowStats returns the argmax, the max and logsumexp of a row, in float64 so that large logits
 // neither overflow exp nor lose the small differences NLL depends on.

@@ -65,7 +65,7 @@ func TestLogitsErrors(t *testing.T) {
 		{"short", good[:5], 2, 3, []int64{0, 1}, "", "length 5 is not N×C = 2×3 = 6"},
 		{"named file", good[:5], 2, 3, []int64{0, 1}, "test_logits.npy", "logits test_logits.npy: length 5"},
 		{"zero classes", nil, 2, 0, nil, "", "N > 0 and C > 0"},
-		{"label count", good, 2, 3, []int64{0}, "", "has 2 rows but there are 1 labels"},
+		{"label count", good, 2, 3, []int64{0}, "", "has 2 rows but labels has 1"},
 		{"label range", good, 2, 3, []int64{0, 3}, "", "label 3 at index 1 is out of range [0, 3)"},
 		{"negative label", good, 2, 3, []int64{-1, 0}, "", "label -1 at index 0"},
 		{"nan", []float32{1, 2, 3, 4, float32(math.NaN()), 6}, 2, 3, []int64{0, 1}, "", "non-finite value NaN at row 1, class 1"},
@@ -78,6 +78,18 @@ func TestLogitsErrors(t *testing.T) {
 		if _, err := Calibrate(l, c.labels, 20); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Calibrate error %v, want %q", c.name, err, c.want)
 		}
+	}
+	l, err := LogitsFromArray(good, []int{2, 3}, "ood_svhn.npy")
+	mustNoErr(t, err)
+	if err := CheckLabels(l, []int64{0, 7}, "test_labels.npy"); err == nil ||
+		!strings.Contains(err.Error(), "labels test_labels.npy: label 7 at index 1 is out of range [0, 3) for logits ood_svhn.npy") {
+		t.Errorf("CheckLabels: %v", err)
+	}
+	if _, err := LogitsFromArray(good, []int{6}, "x.npy"); err == nil || !strings.Contains(err.Error(), "logits x.npy: shape [6] is not 2-D") {
+		t.Errorf("1-D array: %v", err)
+	}
+	if _, err := LogitsFromArray(good, []int{3, 3}, "x.npy"); err == nil || !strings.Contains(err.Error(), "logits x.npy: length 6 is not N×C = 3×3 = 9") {
+		t.Errorf("wrong shape: %v", err)
 	}
 	if _, err := LogitsFromFlat(good, 4); err == nil || !strings.Contains(err.Error(), "not a multiple") {
 		t.Errorf("LogitsFromFlat: %v", err)
