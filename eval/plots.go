@@ -371,24 +371,47 @@ func RobustnessPlot(rows []RobustnessRow, norm string) (*plot.Plot, error) {
 		normName = norm
 	}
 	p := newPlot(fmt.Sprintf("PGD robustness (%s)", normName), fmt.Sprintf("ε (%s)", normName), "accuracy (%)")
-	var order []string
-	series := map[string]plotter.XYs{}
+	// With several models and several step counts, colour says the model and the line pattern
+	// and marker say the steps, so one model's curves read as a family.
+	var modelOrder []string
+	var stepOrder []int
 	for _, r := range sel {
-		name := robustnessSeriesName(r, len(models) > 1, len(steps) > 1)
-		if _, ok := series[name]; !ok {
-			order = append(order, name)
+		if !slices.Contains(modelOrder, r.Model) {
+			modelOrder = append(modelOrder, r.Model)
 		}
-		series[name] = append(series[name], plotter.XY{X: r.Eps, Y: 100 * r.Accuracy})
+		if !slices.Contains(stepOrder, r.Steps) {
+			stepOrder = append(stepOrder, r.Steps)
+		}
+	}
+	slices.Sort(stepOrder)
+	type seriesKey struct {
+		model string
+		steps int
+	}
+	var order []seriesKey
+	series := map[seriesKey]plotter.XYs{}
+	for _, r := range sel {
+		k := seriesKey{r.Model, r.Steps}
+		if _, ok := series[k]; !ok {
+			order = append(order, k)
+		}
+		series[k] = append(series[k], plotter.XY{X: r.Eps, Y: 100 * r.Accuracy})
 	}
 	shapes := []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}}
-	for i, name := range order {
-		l, s, err := plotter.NewLinePoints(series[name])
+	dashes := [][]vg.Length{nil, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}, {vg.Points(8), vg.Points(3), vg.Points(2), vg.Points(3)}}
+	for i, k := range order {
+		name := robustnessSeriesName(RobustnessRow{Model: k.model, Steps: k.steps}, len(models) > 1, len(steps) > 1)
+		l, s, err := plotter.NewLinePoints(series[k])
 		if err != nil {
 			return nil, fmt.Errorf("robustness plot, series %s: %w", name, err)
 		}
-		c := paletteColor(i)
-		l.LineStyle = draw.LineStyle{Color: c, Width: vg.Points(1.8)}
-		s.GlyphStyle = draw.GlyphStyle{Color: c, Radius: vg.Points(3.2), Shape: shapes[i%len(shapes)]}
+		ci, si := i, 0
+		if len(models) > 1 {
+			ci, si = slices.Index(modelOrder, k.model), slices.Index(stepOrder, k.steps)
+		}
+		c := paletteColor(ci)
+		l.LineStyle = draw.LineStyle{Color: c, Width: vg.Points(1.8), Dashes: dashes[si%len(dashes)]}
+		s.GlyphStyle = draw.GlyphStyle{Color: c, Radius: vg.Points(3.2), Shape: shapes[(ci+si)%len(shapes)]}
 		p.Add(l, s)
 		p.addLegend(name, l, s)
 	}
