@@ -3,6 +3,7 @@ package torch
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"testing"
 )
 
@@ -98,7 +99,16 @@ func TestOptimizerResume(t *testing.T) {
 			trainSteps(t, o1, w, b, x, y, 3)
 			o2 := newOptimizer(tr.Kind, tr.Cfg, []*Tensor{w, b})
 			defer o2.Close()
-			if err := o2.LoadState(o1.State()); err != nil {
+			// Through a file, as a checkpoint would.
+			path := filepath.Join(t.TempDir(), "optim.pt")
+			if err := Save(path, o1.State()); err != nil {
+				t.Fatal(err)
+			}
+			loaded, err := Load(store, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := o2.LoadState(loaded); err != nil {
 				t.Fatal(err)
 			}
 			o1.Close()
