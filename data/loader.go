@@ -55,10 +55,12 @@ type Loader struct {
 	d    *Dataset
 	cfg  LoaderConfig
 	bpe  int
-	err  error
+	err  error // configuration error, fixed at construction
 	lut  [256]float32
 	pool sync.Pool
-	mu   sync.Mutex
+
+	mu       sync.Mutex
+	startErr error // the last Start's bad position, cleared by a good one
 }
 
 // NewLoader checks cfg against d; a bad configuration is reported by Err and yields no batches.
@@ -78,7 +80,7 @@ func NewLoader(d *Dataset, cfg LoaderConfig) *Loader {
 		l.err = fmt.Errorf("loader %s: batch size %d, want > 0", d.Name, cfg.BatchSize)
 	case cfg.Augment.Crop < 0:
 		l.err = fmt.Errorf("loader %s: crop padding %d, want >= 0", d.Name, cfg.Augment.Crop)
-	case cfg.Augment.Noise < 0:
+	case !(cfg.Augment.Noise >= 0) || cfg.Augment.Noise > 1e6: // also rejects NaN
 		l.err = fmt.Errorf("loader %s: noise σ %g, want >= 0", d.Name, cfg.Augment.Noise)
 	case cfg.Epochs < 0:
 		l.err = fmt.Errorf("loader %s: epochs %d, want >= 0", d.Name, cfg.Epochs)
@@ -106,9 +108,12 @@ func NewLoader(d *Dataset, cfg LoaderConfig) *Loader {
 
 // Err reports a configuration error, or a bad start position given to Start.
 func (l *Loader) Err() error {
+	if l.err != nil {
+		return l.err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.err
+	return l.startErr
 }
 
 // BatchesPerEpoch is the number of batches in one epoch.
@@ -140,8 +145,8 @@ func (l *Loader) Permutation(epoch int) []int {
 
 // Get builds batch (epoch, index) synchronously; the streamed batches are identical.
 func (l *Loader) Get(epoch, index int) (Batch, error) {
-	if err := l.Err(); err != nil {
-		return Batch{}, err
+	if l.err != nil {
+		return Batch{}, l.err
 	}
 	if epoch < 0 || index < 0 || index >= l.bpe {
 		return Batch{}, fmt.Errorf("loader %s: no batch (epoch %d, index %d); %d batches per epoch", l.d.Name, epoch, index, l.bpe)
@@ -158,9 +163,13 @@ func (l *Loader) Start(ctx context.Context, from Position) <-chan Batch {
 	if l.err == nil && from.Batch == l.bpe {
 		from = Position{Epoch: from.Epoch + 1}
 	}
-	if l.err == nil && (from.Epoch < 0 || from.Batch < 0 || from.Batch > l.bpe) {
+	if l.err == nil {
+		var err error
+		if from.Epoch < 0 || from.Batch < 0 || from.Batch > l.bpe {
+			err = fmt.Errorf("loader %s: bad start position %+v (%d batches per epoch)", l.d.Name, from, l.bpe)
+		}
 		l.mu.Lock()
-		l.err = fmt.Errorf("loader %s: bad start position %+v (%d batches per epoch)", l.d.Name, from, l.bpe)
+		l.startErr = err
 		l.mu.Unlock()
 	}
 	if l.Err() != nil {

@@ -258,7 +258,7 @@ func TestLoaderCancelNoLeak(t *testing.T) {
 
 func TestLoaderBadConfig(t *testing.T) {
 	d := synthetic(10, 1, 2, 2, 2, 7)
-	for _, cfg := range []LoaderConfig{{BatchSize: 0}, {BatchSize: 11, DropLast: true}, {BatchSize: 2, Augment: Augment{Crop: -1}}} {
+	for _, cfg := range []LoaderConfig{{BatchSize: 0}, {BatchSize: 11, DropLast: true}, {BatchSize: 2, Augment: Augment{Crop: -1}}, {BatchSize: 2, Augment: Augment{Noise: math.NaN()}}} {
 		l := NewLoader(d, cfg)
 		if l.Err() == nil {
 			t.Errorf("%+v accepted", cfg)
@@ -270,6 +270,11 @@ func TestLoaderBadConfig(t *testing.T) {
 	l := NewLoader(d, LoaderConfig{BatchSize: 2})
 	if _, ok := <-l.Start(context.Background(), Position{Epoch: 0, Batch: 9}); ok || l.Err() == nil {
 		t.Error("out-of-range start position accepted")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, ok := <-l.Start(ctx, Position{Epoch: 1, Batch: 5}); !ok || l.Err() != nil {
+		t.Errorf("a good start after a bad one: %v", l.Err())
 	}
 }
 
