@@ -1,0 +1,136 @@
+package torch
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// benchThreads is the intra-op thread count for benchmarks, from HDGE_BENCH_THREADS (default 1,
+// libtorch's default on the development machine); the Python side gets the same.
+func benchThreads(b *testing.B) int {
+	n := 1
+	if v := os.Getenv("HDGE_BENCH_THREADS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("HDGE_BENCH_THREADS=%q: want a positive integer", v)
+		}
+	}
+	SetNumThreads(n)
+	return n
+}
+
+// BenchmarkTinyOp measures the cost of one op round trip through cgo on a 1-element tensor.
+func BenchmarkTinyOp(b *testing.B) {
+	benchThreads(b)
+	b.Run("op+free", func(b *testing.B) {
+		s := NewScope()
+		defer s.Close()
+		x := s.Ones([]int64{1}, Float32, CPU)
+		for b.Loop() {
+			s.AddScalar(x, 1).Free()
+		}
+		if s.Err() != nil {
+			b.Fatal(s.Err())
+		}
+	})
+	// The usual pattern: ops accumulate in a step scope that is closed at the end of the step.
+	b.Run("op,scope-per-256", func(b *testing.B) {
+		x := NewScope()
+		defer x.Close()
+		one := x.Ones([]int64{1}, Float32, CPU)
+		s := NewScope()
+		n := 0
+		for b.Loop() {
+			s.AddScalar(one, 1)
+			if n++; n == 256 {
+				s.Close()
+				s, n = NewScope(), 0
+			}
+		}
+		s.Close()
+	})
+	b.Run("metadata", func(b *testing.B) {
+		s := NewScope()
+		defer s.Close()
+		x := s.Ones([]int64{1}, Float32, CPU)
+		for b.Loop() {
+			_ = x.Size(0)
+		}
+	})
+}
+
+// convParams is the benchmark network's parameters, shaped as bench_conv.py's.
+func convParams(b *testing.B, s *Scope) []*Tensor {
+	g, err := NewGenerator(0, CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	shapes := [][]int64{{16, 3, 3, 3}, {16}, {32, 16, 3, 3}, {32}, {64, 32, 3, 3}, {64}, {10, 64}, {10}}
+	ps := make([]*Tensor, len(shapes))
+	for i, sh := range shapes {
+		ps[i] = s.MulScalar(s.Randn(g, sh, Float32, CPU), 0.1)
+		if err := ps[i].SetRequiresGrad(true); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return ps
+}
+
+// BenchmarkConvStep times a conv-heavy forward+backward step and the same step in PyTorch
+// (testdata/bench_conv.py, same thread count), reporting the ratio of the medians.
+func BenchmarkConvStep(b *testing.B) {
+	threads := benchThreads(b)
+	store := NewScope()
+	defer store.Close()
+	ps := convParams(b, store)
+	x := store.Randn(nil, []int64{64, 3, 32, 32}, Float32, CPU)
+	y := store.RandInt(nil, 0, 10, []int64{64}, CPU)
+	step := func() {
+		s := NewScope()
+		ZeroGrad(ps)
+		h := s.MaxPool2d(s.ReLU(s.Conv2d(x, ps[0], ps[1], 1, 1)), 2, 2, 0)
+		h = s.MaxPool2d(s.ReLU(s.Conv2d(h, ps[2], ps[3], 1, 1)), 2, 2, 0)
+		h = s.ReLU(s.Conv2d(h, ps[4], ps[5], 1, 1))
+		h = s.Flatten(s.AdaptiveAvgPool2d(h, 1, 1), 1, -1)
+		s.Backward(s.CrossEntropy(s.Linear(h, ps[6], ps[7]), y, 0, Mean))
+		if err := s.Err(); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	for range 3 {
+		step()
+	}
+	var times []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		step()
+		times = append(times, time.Since(t0))
+	}
+	slices.Sort(times)
+	goMedian := times[len(times)/2].Seconds()
+	b.ReportMetric(goMedian*1e3, "go-ms/step")
+
+	out, err := exec.Command(python, filepath.Join("testdata", "bench_conv.py"), strconv.Itoa(threads),
+		strconv.Itoa(max(5, min(len(times), 30)))).Output()
+	if err != nil {
+		b.Logf("Python side skipped: %v", err)
+		return
+	}
+	var py struct {
+		MedianS float64 `json:"median_s"`
+		Threads int     `json:"threads"`
+	}
+	if err := json.Unmarshal(out, &py); err != nil || py.MedianS <= 0 {
+		b.Fatalf("bench_conv.py output %q: %v", out, err)
+	}
+	b.ReportMetric(py.MedianS*1e3, "py-ms/step")
+	b.ReportMetric(goMedian/py.MedianS, "go/py")
+}
