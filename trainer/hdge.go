@@ -1,0 +1,196 @@
+package trainer
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/hdge-torch/hdge-torch/torch"
+)
+
+// hdgeObjective is α·CE + (1-α)·(-log q(x|y)) with log q(x|y) contrasted against a MoCo-style
+// queue of K past logits.
+//
+// The released code builds l_neg = logsumexp_c(einsum("bc,ck->bck", dist, buf)), a B×C×K tensor
+// (1.6 GiB for C=100, B=64, K=65536). Because dist depends only on the label y, l_neg[b,k]
+// depends only on (y_b, k): it is T[y_b, k] for a C×K table T. And since the loss is a
+// cross-entropy over [l_pos, l_neg]/τ with target 0, only logsumexp_k T[y,k]/τ is needed per
+// class: N[c] = logsumexp_k T[c,k]/τ. T's column k depends only on queue column k, so T is kept
+// beside the queue and only the B columns that the queue replaces are recomputed each step. A
+// step then costs one C×K logsumexp instead of a B×C×K einsum, with the same value and gradient
+// (the negatives are constants; only l_pos carries gradient, as in the released code).
+type hdgeObjective struct {
+	cfg     ObjectiveConfig
+	on, off float64
+	store   *torch.Scope
+	queue   *torch.Tensor // C×K raw logits, as the released code stores them
+	table   *torch.Tensor // C×K: T[c,k]/τ
+	ptr     int64
+}
+
+func newHDGE(c ObjectiveConfig, gen *torch.Generator, dev torch.Device) (*hdgeObjective, error) {
+	o := &hdgeObjective{cfg: c, store: torch.NewScope()}
+	o.store.SetGradEnabled(false)
+	o.on, o.off = smoothWeights(c.LabelSmoothing, c.Classes)
+	shape := []int64{int64(c.Classes), int64(c.QueueSize)}
+	o.queue = o.store.Randn(gen, shape, torch.Float32, dev)
+	o.table = o.store.Zeros(shape, torch.Float32, dev)
+	err := o.store.Err()
+	if err == nil {
+		err = o.refreshTable(0, int64(c.QueueSize))
+	}
+	if err != nil {
+		o.store.Close()
+		return nil, fmt.Errorf("hdge queue (%d×%d): %w", c.Classes, c.QueueSize, err)
+	}
+	return o, nil
+}
+
+func (o *hdgeObjective) Name() string { return "hdge" }
+
+func (o *hdgeObjective) normalize(s *torch.Scope, t *torch.Tensor, dim int) *torch.Tensor {
+	if !o.cfg.NormLogits {
+		return t
+	}
+	return s.Normalize(t, 2, dim, 1e-12)
+}
+
+// negTable computes T/τ for raw queue columns q (C×n).
+func (o *hdgeObjective) negTable(s *torch.Scope, q *torch.Tensor) *torch.Tensor {
+	buf := o.normalize(s, q, 0)
+	var t *torch.Tensor
+	if o.cfg.Form == "eq13" {
+		// Σ_c dist_c·buf[c,k]: on·buf[y,k] + off·(Σ_c buf[c,k] - buf[y,k]).
+		t = s.MulScalar(buf, o.on)
+		if o.off != 0 {
+			colSum := s.Sum(buf, []int{0}, true)
+			t = s.Add(s.MulScalar(buf, o.on-o.off), s.MulScalar(colSum, o.off))
+		}
+	} else {
+		// logsumexp over classes of dist ⊙ buf, for a label y: log(exp(on·buf[y,k]) +
+		// Σ_{c≠y} exp(off·buf[c,k])), shifted by the column maximum for stability.
+		a := s.MulScalar(buf, o.on)
+		e := s.MulScalar(buf, o.off)
+		am, _ := s.Max(a, 0, true)
+		em, _ := s.Max(e, 0, true)
+		m := s.Maximum(am, em)
+		ee := s.Exp(s.Sub(e, m))
+		rest := s.Sub(s.Sum(ee, []int{0}, true), ee)
+		inner := s.Clamp(s.Add(s.Exp(s.Sub(a, m)), rest), 1e-30, math.Inf(1))
+		t = s.Add(m, s.Log(inner))
+	}
+	return s.DivScalar(t, o.cfg.Temperature)
+}
+
+// refreshTable recomputes table columns [start, start+n) from the queue.
+func (o *hdgeObjective) refreshTable(start, n int64) error {
+	s := torch.NewScope()
+	defer s.Close()
+	s.SetGradEnabled(false)
+	q := s.Narrow(o.queue, 1, start, n)
+	s.CopyInto(s.Narrow(o.table, 1, start, n), o.negTable(s, q))
+	return s.Err()
+}
+
+func (o *hdgeObjective) Loss(s *torch.Scope, logits, y *torch.Tensor) (*torch.Tensor, []Term) {
+	c := o.cfg
+	var terms []Term
+	var total *torch.Tensor
+	if c.Alpha > 0 {
+		ce := s.CrossEntropy(logits, y, c.LabelSmoothing, torch.Mean)
+		terms = append(terms, Term{"ce", ce})
+		total = s.MulScalar(ce, c.Alpha)
+	}
+	if c.Alpha < 1 {
+		gen := o.genLoss(s, logits, y)
+		terms = append(terms, Term{"gen", gen})
+		if total == nil {
+			total = s.MulScalar(gen, 1-c.Alpha)
+		} else {
+			total = s.Add(total, s.MulScalar(gen, 1-c.Alpha))
+		}
+	}
+	return total, terms
+}
+
+// genLoss is -log q(x|y) as the cross-entropy over [l_pos, l_neg_1..K]/τ with target 0.
+func (o *hdgeObjective) genLoss(s *torch.Scope, logits, y *torch.Tensor) *torch.Tensor {
+	p := o.normalize(s, logits, 1)
+	d := dist(s, y, o.cfg.Classes, o.on, o.off)
+	pos := s.DivScalar(positive(s, o.cfg.Form, d, p), o.cfg.Temperature) // B, with gradient
+	// The table never requires grad, so the negatives are constants here as in the released code.
+	negPerClass := s.LogSumExp(o.table, []int{1}, false) // C
+	neg := s.IndexSelect(negPerClass, 0, y)              // B
+	lse := s.LogSumExp(s.Stack([]*torch.Tensor{pos, neg}, 1), []int{1}, false)
+	return s.Mean(s.Sub(lse, pos), nil, false)
+}
+
+// Update enqueues the batch's raw logits, replacing the oldest columns and wrapping around the
+// end, so any batch size works (the released code requires K % B == 0).
+func (o *hdgeObjective) Update(logits *torch.Tensor) error {
+	s := torch.NewScope()
+	defer s.Close()
+	s.SetGradEnabled(false)
+	k := int64(o.cfg.QueueSize)
+	cols := s.Transpose(s.Detach(logits), 0, 1) // C×B
+	b := cols.Size(1)
+	if b > k { // only the newest K fit
+		cols = s.Narrow(cols, 1, b-k, k)
+		b = k
+	}
+	for done := int64(0); done < b; {
+		n := min(b-done, k-o.ptr)
+		part := s.Narrow(cols, 1, done, n)
+		s.CopyInto(s.Narrow(o.queue, 1, o.ptr, n), part)
+		s.CopyInto(s.Narrow(o.table, 1, o.ptr, n), o.negTable(s, part))
+		o.ptr = (o.ptr + n) % k
+		done += n
+	}
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("hdge queue update: %w", err)
+	}
+	return nil
+}
+
+func (o *hdgeObjective) Tensors(s *torch.Scope) map[string]*torch.Tensor {
+	ptr := s.FromInt64([]int64{o.ptr})
+	return map[string]*torch.Tensor{"queue": o.queue, "queue_ptr": ptr}
+}
+
+func (o *hdgeObjective) LoadTensors(m map[string]*torch.Tensor) error {
+	q, ok := m["queue"]
+	if !ok {
+		return fmt.Errorf("checkpoint has no hdge queue (was it trained with another objective?)")
+	}
+	if err := sameShape("queue", o.queue.Shape(), q.Shape()); err != nil {
+		return err
+	}
+	ptrT, ok := m["queue_ptr"]
+	if !ok {
+		return fmt.Errorf("checkpoint has a queue but no queue_ptr")
+	}
+	ptr, err := ptrT.Item()
+	if err != nil {
+		return fmt.Errorf("queue_ptr: %w", err)
+	}
+	if ptr < 0 || int64(ptr) >= int64(o.cfg.QueueSize) {
+		return fmt.Errorf("queue_ptr %v out of range [0, %d)", ptr, o.cfg.QueueSize)
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	s.SetGradEnabled(false)
+	s.CopyInto(o.queue, q)
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("loading queue: %w", err)
+	}
+	o.ptr = int64(ptr)
+	return o.refreshTable(0, int64(o.cfg.QueueSize))
+}
+
+func (o *hdgeObjective) Close() { o.store.Close() }
+
+func sameShape(name string, want, got []int64) error {
+	if fmt.Sprint(want) != fmt.Sprint(got) {
+		return fmt.Errorf("%s: checkpoint has shape %v, this run expects %v", name, got, want)
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package trainer
+
+import (
+	"math"
+
+	"github.com/hdge-torch/hdge-torch/torch"
+)
+
+// simclrObjective is the in-batch variant of the paper's Appendix C: no queue; for sample b the
+// other samples j of the batch are the negatives, scored at b's label, and they carry gradient.
+// With G[b,j] = p_j[y_b] the B×B contrast matrix is built without a B×B×C tensor:
+// official: L[b,j] = log(exp(on·G[b,j]) + Σ_{c≠y_b} exp(off·p_j[c]));  eq13: L[b,j] = Σ_c dist_b[c]·p_j[c].
+// The diagonal is l_pos, so the loss is CE(L/τ, target = b).
+type simclrObjective struct{ cfg ObjectiveConfig }
+
+func (o *simclrObjective) Name() string { return "hdge-simclr" }
+
+func (o *simclrObjective) Loss(s *torch.Scope, logits, y *torch.Tensor) (*torch.Tensor, []Term) {
+	c := o.cfg
+	var terms []Term
+	var total *torch.Tensor
+	if c.Alpha > 0 {
+		ce := s.CrossEntropy(logits, y, c.LabelSmoothing, torch.Mean)
+		terms = append(terms, Term{"ce", ce})
+		total = s.MulScalar(ce, c.Alpha)
+	}
+	if c.Alpha < 1 {
+		gen := o.genLoss(s, logits, y)
+		terms = append(terms, Term{"gen", gen})
+		if total == nil {
+			total = s.MulScalar(gen, 1-c.Alpha)
+		} else {
+			total = s.Add(total, s.MulScalar(gen, 1-c.Alpha))
+		}
+	}
+	return total, terms
+}
+
+func (o *simclrObjective) genLoss(s *torch.Scope, logits, y *torch.Tensor) *torch.Tensor {
+	c := o.cfg
+	on, off := smoothWeights(c.LabelSmoothing, c.Classes)
+	p := logits
+	if c.NormLogits {
+		p = s.Normalize(logits, 2, 1, 1e-12)
+	}
+	g := s.IndexSelect(s.Transpose(p, 0, 1), 0, y) // [b,j] = p[j, y_b]
+	var l *torch.Tensor
+	if c.Form == "eq13" {
+		l = s.MulScalar(g, on)
+		if off != 0 {
+			rowSum := s.Reshape(s.Sum(p, []int{1}, false), 1, -1) // Σ_c p_j[c], broadcast over b
+			l = s.Add(s.MulScalar(g, on-off), s.MulScalar(rowSum, off))
+		}
+	} else {
+		// S_j = Σ_c exp(off·p_j[c]) = exp(mj)·Ŝ_j, shifted by M = max(on·G, mj) for stability.
+		a := s.MulScalar(g, on)
+		e := s.MulScalar(g, off)
+		pe := s.MulScalar(p, off) // B×C
+		mj, _ := s.Max(pe, 1, true)
+		sHat := s.Sum(s.Exp(s.Sub(pe, mj)), []int{1}, false) // B (over j)
+		mjRow := s.Reshape(mj, 1, -1)
+		m := s.Maximum(a, mjRow) // B×B
+		rest := s.Sub(s.Mul(s.Exp(s.Sub(mjRow, m)), s.Reshape(sHat, 1, -1)), s.Exp(s.Sub(e, m)))
+		l = s.Add(m, s.Log(s.Clamp(s.Add(s.Exp(s.Sub(a, m)), rest), 1e-30, math.Inf(1))))
+	}
+	n := y.Size(0)
+	target := s.Arange(n, torch.Int64, logits.Device())
+	return s.CrossEntropy(s.DivScalar(l, c.Temperature), target, 0, torch.Mean)
+}
+
+func (o *simclrObjective) Update(*torch.Tensor) error                    { return nil }
+func (o *simclrObjective) Tensors(*torch.Scope) map[string]*torch.Tensor { return nil }
+func (o *simclrObjective) LoadTensors(map[string]*torch.Tensor) error    { return nil }
+func (o *simclrObjective) Close()                                        {}

@@ -1,0 +1,256 @@
+package trainer
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hdge-torch/hdge-torch/torch"
+)
+
+// smallFashion writes the first n training and test images of Debian's Fashion-MNIST as IDX
+// files in a temporary folder and returns it as an idx:DIR dataset spec.
+func smallFashion(t *testing.T, n int) string {
+	t.Helper()
+	src := "/usr/share/datasets/fashion-mnist"
+	if _, err := os.Stat(src); err != nil {
+		t.Skip("Debian's dataset-fashion-mnist is not installed; `make deps` installs it")
+	}
+	dir := t.TempDir()
+	for _, split := range []string{"train", "t10k"} {
+		copyIDX(t, filepath.Join(src, split+"-images-idx3-ubyte.gz"), filepath.Join(dir, split+"-images-idx3-ubyte"), n, 28*28)
+		copyIDX(t, filepath.Join(src, split+"-labels-idx1-ubyte.gz"), filepath.Join(dir, split+"-labels-idx1-ubyte"), n, 1)
+	}
+	return "idx:" + dir
+}
+
+func copyIDX(t *testing.T, from, to string, n, recSize int) {
+	t.Helper()
+	f, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(zr)
+	var magic uint32
+	if err := binary.Read(r, binary.BigEndian, &magic); err != nil {
+		t.Fatal(err)
+	}
+	dims := int(magic & 0xff)
+	shape := make([]uint32, dims)
+	if err := binary.Read(r, binary.BigEndian, shape); err != nil {
+		t.Fatal(err)
+	}
+	shape[0] = uint32(n)
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	_ = binary.Write(out, binary.BigEndian, magic)
+	_ = binary.Write(out, binary.BigEndian, shape)
+	if _, err := io.CopyN(out, r, int64(n*recSize)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tinyConfig(t *testing.T, dataset string) Config {
+	c := Defaults()
+	c.Dataset = dataset
+	c.Model = "wrn-10-1"
+	c.Dropout = 0.2 // makes the resume test depend on the restored dropout RNG
+	c.ValSize = 64
+	c.BatchSize = 24
+	c.QueueSize = 100 // 24 does not divide 100: exercises the wrap-around
+	c.Threads = 1
+	c.Workers = 2
+	c.Epochs = 3
+	c.LogEvery = 1
+	c.CkptEvery = 5
+	c.Out = filepath.Join(t.TempDir(), "run")
+	return c
+}
+
+func weights(t *testing.T, path string) map[string][]float64 {
+	t.Helper()
+	s := torch.NewScope()
+	defer s.Close()
+	ck, err := loadCheckpoint(s, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float64{}
+	for k, v := range ck.Model {
+		out[k], err = v.Float64s()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range ck.Objective {
+		out["objective."+k], _ = v.Float64s()
+	}
+	for k, v := range ck.OptState {
+		out["optim."+k], _ = v.Float64s()
+	}
+	return out
+}
+
+// TestResumeIsExact: a run interrupted after some steps and resumed ends with the same
+// weights, optimiser state and queue, bit for bit, as one that ran straight through.
+func TestResumeIsExact(t *testing.T) {
+	ds := smallFashion(t, 200)
+	full := tinyConfig(t, ds)
+	full.Steps = 14 // crosses an epoch boundary: (200-64)/24 = 5 batches per epoch
+	sumA, err := Train(context.Background(), full, Options{SkipTest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	part := full
+	part.Out = filepath.Join(t.TempDir(), "run")
+	part.Steps = 8
+	if _, err := Train(context.Background(), part, Options{SkipTest: true}); err != nil {
+		t.Fatal(err)
+	}
+	part.Steps = 14
+	sumB, err := Train(context.Background(), part, Options{SkipTest: true, Resume: part.Out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sumB.Steps != 14 {
+		t.Fatalf("resumed run ended at step %d, want 14", sumB.Steps)
+	}
+	a, b := weights(t, sumA.Checkpoint), weights(t, sumB.Checkpoint)
+	if len(a) != len(b) || len(a) == 0 {
+		t.Fatalf("checkpoints hold %d and %d tensors", len(a), len(b))
+	}
+	for k, va := range a {
+		vb := b[k]
+		if len(va) != len(vb) {
+			t.Fatalf("%s: %d vs %d values", k, len(va), len(vb))
+		}
+		for i := range va {
+			if va[i] != vb[i] {
+				t.Fatalf("%s[%d]: uninterrupted %v, resumed %v", k, i, va[i], vb[i])
+			}
+		}
+	}
+}
+
+// TestInterruptSavesCheckpoint: cancelling the context (what Ctrl-C does) saves a checkpoint
+// at the current step, and the run can be continued from it.
+func TestInterruptSavesCheckpoint(t *testing.T) {
+	ds := smallFashion(t, 200)
+	cfg := tinyConfig(t, ds)
+	cfg.Steps = 1000
+	cfg.CkptEvery = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for ctx.Err() == nil {
+			b, _ := os.ReadFile(filepath.Join(cfg.Out, "metrics.jsonl"))
+			if strings.Count(string(b), "\n") >= 3 {
+				cancel()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	sum, err := Train(ctx, cfg, Options{SkipTest: true})
+	cancel()
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("want ErrInterrupted, got %v", err)
+	}
+	if sum.Steps < 3 || sum.Steps >= 1000 {
+		t.Fatalf("interrupted at step %d", sum.Steps)
+	}
+	if _, err := os.Stat(sum.Checkpoint); err != nil {
+		t.Fatalf("no checkpoint after interrupt: %v", err)
+	}
+	cfg.Steps = sum.Steps + 2
+	sum2, err := Train(context.Background(), cfg, Options{SkipTest: true, Resume: cfg.Out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum2.Steps != sum.Steps+2 {
+		t.Fatalf("resumed to step %d, want %d", sum2.Steps, sum.Steps+2)
+	}
+}
+
+// TestNonFiniteLossStops: a diverging run stops with a clear error and leaves the last good
+// checkpoint, with finite weights, in place.
+func TestNonFiniteLossStops(t *testing.T) {
+	ds := smallFashion(t, 200)
+	cfg := tinyConfig(t, ds)
+	cfg.Optimizer = "sgd"
+	cfg.Momentum = 0.9
+	cfg.LR = 1e12
+	cfg.Warmup = 0
+	cfg.Steps = 200
+	cfg.CkptEvery = 1
+	_, err := Train(context.Background(), cfg, Options{SkipTest: true})
+	if err == nil || !strings.Contains(err.Error(), "not finite") {
+		t.Fatalf("want a non-finite loss error, got %v", err)
+	}
+	if !strings.Contains(err.Error(), "--lr") {
+		t.Errorf("the error should suggest a remedy: %v", err)
+	}
+	last, err := ResolveCheckpoint(cfg.Out, false)
+	if err != nil {
+		t.Skipf("diverged before the first checkpoint: %v", err)
+	}
+	for k, v := range weights(t, last) {
+		for _, x := range v {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				t.Fatalf("last checkpoint %s holds a non-finite %s", last, k)
+			}
+		}
+	}
+}
+
+func TestConfigValidationNamesTheFlag(t *testing.T) {
+	cases := []struct {
+		mut  func(*Config)
+		flag string
+	}{
+		{func(c *Config) { c.Objective = "jem" }, "--objective"},
+		{func(c *Config) { c.Contrast = "paper" }, "--contrast"},
+		{func(c *Config) { c.Alpha = 1.5 }, "--alpha"},
+		{func(c *Config) { c.QueueSize = 0 }, "--queue-size"},
+		{func(c *Config) { c.Temperature = 0 }, "--temperature"},
+		{func(c *Config) { c.Model = "resnet-18" }, "--model"},
+		{func(c *Config) { c.Model = "wrn-12-2" }, "--model"},
+		{func(c *Config) { c.Norm = "layer" }, "--norm"},
+		{func(c *Config) { c.Optimizer = "rmsprop" }, "--optimizer"},
+		{func(c *Config) { c.LR = -1 }, "--lr"},
+		{func(c *Config) { c.BatchSize = 1 }, "--batch-size"},
+		{func(c *Config) { c.Device = "tpu" }, "--device"},
+		{func(c *Config) { c.Flip = "yes" }, "--flip"},
+		{func(c *Config) { c.LabelSmoothing = 1 }, "--label-smoothing"},
+		{func(c *Config) { c.Dropout = 1 }, "--dropout"},
+	}
+	for _, tc := range cases {
+		c := Defaults()
+		tc.mut(&c)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("%s: want an error naming %s, got %v", tc.flag, tc.flag, err)
+		}
+	}
+	c := Defaults()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults are invalid: %v", err)
+	}
+}
