@@ -1,6 +1,10 @@
 #!/usr/bin/python3
 """The conv step of BenchmarkConvStep in PyTorch, for the Go/Python ratio. Run with Debian's
-python3-torch:  bench_conv.py THREADS STEPS  -> prints {"median_s": ..., "threads": ...}
+python3-torch:
+  bench_conv.py THREADS STEPS   prints {"median_s": ..., "threads": ...}
+  bench_conv.py THREADS serve   for each line N read from stdin, runs N steps and prints their
+                                times in seconds as a JSON list (the Go benchmark interleaves
+                                its own steps with these, so both see the same machine load)
 
 One step: three 3x3 convolutions (3->16->32->64 channels, with bias and ReLU, max-pooling after the
 first two) on a 64x3x32x32 batch, global average pooling, a linear layer to 10 classes,
@@ -16,7 +20,7 @@ import torch.nn.functional as F
 
 
 def main():
-    threads, steps = int(sys.argv[1]), int(sys.argv[2])
+    threads, steps = int(sys.argv[1]), sys.argv[2]
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     shapes = [(16, 3, 3, 3), (16,), (32, 16, 3, 3), (32,), (64, 32, 3, 3), (64,), (10, 64), (10,)]
@@ -35,13 +39,21 @@ def main():
         loss = F.cross_entropy(F.linear(h, fw, fb), y)
         loss.backward()
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    def timed(n):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    timed(3)
+    if steps == "serve":
+        print(json.dumps({"ready": True, "threads": torch.get_num_threads()}), flush=True)
+        for line in sys.stdin:
+            print(json.dumps(timed(int(line))), flush=True)
+        return
+    times = timed(int(steps))
     print(json.dumps({"median_s": statistics.median(times), "threads": torch.get_num_threads()}))
 
 
