@@ -1,6 +1,7 @@
 package ptfile
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -64,7 +65,7 @@ func (u *unpickler) read(n int) ([]byte, error) {
 }
 
 func (u *unpickler) readLine() (string, error) {
-	i := strings.IndexByte(string(u.data[u.pos:]), '\n')
+	i := bytes.IndexByte(u.data[u.pos:], '\n')
 	if i < 0 {
 		return "", u.errf("%v: unterminated line", errTruncated)
 	}
