@@ -1,7 +1,6 @@
 // Errors, handle lifetime, metadata, host data, creation, random generators and process settings.
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/cuda.h>
 
 #include <mutex>

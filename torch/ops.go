@@ -56,7 +56,7 @@ func (s *Scope) reduce(op string, code C.int, a *Tensor, dims []int, keep bool) 
 	}
 	d := s.dimsArg(dims)
 	t := &Tensor{}
-	if e := C.hdge_reduce(code, a.h, int64Ptr(d), C.int(len(d)), cbool(dims == nil), cbool(keep), s.grad(), &t.h); e != nil {
+	if e := C.hdge_reduce(code, a.h, int64Ptr(d), C.int(len(d)), cbool(len(dims) == 0), cbool(keep), s.grad(), &t.h); e != nil {
 		s.failC(op, e)
 		return nil
 	}
@@ -492,17 +492,17 @@ func (s *Scope) Where(cond, a, b *Tensor) *Tensor {
 	return s.add(r)
 }
 
-// Sum sums over dims (nil: all dims, giving a scalar unless keep).
+// Sum sums over dims (nil or empty: all dims, giving a scalar unless keep).
 func (s *Scope) Sum(a *Tensor, dims []int, keep bool) *Tensor {
 	return s.reduce("Sum", C.HDGE_SUM, a, dims, keep)
 }
 
-// Mean averages over dims (nil: all dims).
+// Mean averages over dims (nil or empty: all dims).
 func (s *Scope) Mean(a *Tensor, dims []int, keep bool) *Tensor {
 	return s.reduce("Mean", C.HDGE_MEAN, a, dims, keep)
 }
 
-// LogSumExp is log(sum(exp(a))) over dims (nil: all dims), computed stably.
+// LogSumExp is log(sum(exp(a))) over dims (nil or empty: all dims), computed stably.
 func (s *Scope) LogSumExp(a *Tensor, dims []int, keep bool) *Tensor {
 	return s.reduce("LogSumExp", C.HDGE_LOGSUMEXP, a, dims, keep)
 }
@@ -608,14 +608,14 @@ func (s *Scope) Normalize(a *Tensor, p float64, dim int, eps float64) *Tensor {
 	return s.add(r)
 }
 
-// Norm is the p-norm over dims (nil: all dims).
+// Norm is the p-norm over dims (nil or empty: all dims).
 func (s *Scope) Norm(a *Tensor, p float64, dims []int, keep bool) *Tensor {
 	if !s.ready1("Norm", a) {
 		return nil
 	}
 	d := s.dimsArg(dims)
 	r := &Tensor{}
-	if e := C.hdge_norm(a.h, C.double(p), int64Ptr(d), C.int(len(d)), cbool(dims == nil), cbool(keep), s.grad(), &r.h); e != nil {
+	if e := C.hdge_norm(a.h, C.double(p), int64Ptr(d), C.int(len(d)), cbool(len(dims) == 0), cbool(keep), s.grad(), &r.h); e != nil {
 		s.failC("Norm", e)
 		return nil
 	}
