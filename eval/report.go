@@ -32,6 +32,21 @@ type Report struct {
 	Robustness     []RobustnessRow
 	Figures        []*Figure
 	Warnings       []string
+
+	// RobustnessClean, when set, maps each robustness series (model) to the clean accuracy its
+	// ε = 0 rows must reproduce, for attacks run on a subset of the test set or without the
+	// test-time noise; otherwise the classification accuracy is used.
+	RobustnessClean map[string]float64
+	// RobustnessChecks are the sanity checks of the robustness curves, shown with them.
+	RobustnessChecks []RobustnessCheck
+}
+
+// RobustnessCheck is the outcome of one sanity check of the robustness results, such as "accuracy
+// at ε = 0 equals clean accuracy".
+type RobustnessCheck struct {
+	Name   string `json:"name"`
+	Passed bool   `json:"passed"`
+	Detail string `json:"detail"`
 }
 
 // OODRow is the OOD metrics of one score on one OOD set.
@@ -196,8 +211,8 @@ func (r *Report) AddRobustness(rows []RobustnessRow) error {
 		return fmt.Errorf("robustness: no rows")
 	}
 	r.Robustness = append(r.Robustness, rows...)
-	var clean map[string]float64
-	if r.Classification != nil {
+	clean := r.RobustnessClean
+	if clean == nil && r.Classification != nil {
 		clean = map[string]float64{r.Model: r.Classification.Accuracy}
 		if r.Model != "" {
 			clean[""] = r.Classification.Accuracy
@@ -288,6 +303,7 @@ type MetricsJSON struct {
 	Calibration    *calibrationJSON                 `json:"calibration,omitempty"`
 	OOD            map[string]map[string]OODMetrics `json:"ood,omitempty"`
 	Robustness     []RobustnessRow                  `json:"robustness,omitempty"`
+	RobustChecks   []RobustnessCheck                `json:"robustness_checks,omitempty"`
 	Training       *trainingJSON                    `json:"training,omitempty"`
 	Plots          []plotJSON                       `json:"plots,omitempty"`
 	Warnings       []string                         `json:"warnings"`
@@ -316,7 +332,7 @@ type plotJSON struct {
 func (r *Report) Metrics() MetricsJSON {
 	m := MetricsJSON{SchemaVersion: 1, Title: r.Title, Model: r.Model, Config: r.Config,
 		Created: r.Created.Format(time.RFC3339), Classification: r.Classification,
-		Robustness: r.Robustness, Warnings: append([]string{}, r.Warnings...)}
+		Robustness: r.Robustness, RobustChecks: r.RobustnessChecks, Warnings: append([]string{}, r.Warnings...)}
 	if r.Calibration != nil {
 		m.Calibration = &calibrationJSON{*r.Calibration, len(r.Calibration.Bins)}
 	}
@@ -352,6 +368,7 @@ func (r *Report) Metrics() MetricsJSON {
 //	calibration.bins[].{lo,hi,count,accuracy,confidence}   bins are (lo, hi]
 //	ood.<set>.<score>.{auroc,aupr_in,aupr_out,fpr95,n_in,n_out}   score: "logqx", "maxprob", ...
 //	robustness[].{model,norm,eps,steps,accuracy}           norm: "linf" or "l2"
+//	robustness_checks[].{name,passed,detail}               sanity checks of the robustness rows
 //	training.{source,records,x_key,final}                  final: last value of each logged field
 //	plots[].{name,title,section,file}
 //	warnings                                               list of strings, possibly empty

@@ -270,6 +270,10 @@ footer { color:var(--muted); font-size:12px; text-align:center; padding-bottom:2
 <table id="robustness-table-{{.Norm}}"><tr><th>series</th>{{range .Eps}}<th class="n eps">ε = {{eps .}}</th>{{end}}</tr>
 {{range .Rows}}<tr><td>{{.Label}}</td>{{range .Cells}}<td class="n">{{.}}</td>{{end}}</tr>
 {{end}}</table>{{end}}
+{{with .R.RobustnessChecks}}<h3>Sanity checks</h3>
+<table id="robustness-checks"><tr><th>check</th><th>result</th><th>detail</th></tr>
+{{range .}}<tr><td><code>{{.Name}}</code></td><td>{{if .Passed}}pass{{else}}<b style="color:var(--warn)">FAIL</b>{{end}}</td><td>{{.Detail}}</td></tr>
+{{end}}</table>{{end}}
 </section>{{end}}
 
 {{with index $.Figures "other"}}<section id="other"><h2>Other figures</h2>
