@@ -13,7 +13,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hdge-torch/hdge-torch/eval/suite"
-	"github.com/hdge-torch/hdge-torch/trainer"
 )
 
 func evalFlags() []cli.Flag {
@@ -100,14 +99,18 @@ func evalConfig(c *cli.Context) (suite.Config, error) {
 		if cfg.Out == "" {
 			return cfg, cli.Exit("--out is required with --logits", 2)
 		}
-	case cfg.Out == "":
+	}
+	if cfg.Checkpoint != "" {
+		// Checked before anything is created, so a mistyped path does not leave RUN/eval behind.
+		if _, err := os.Stat(cfg.Checkpoint); err != nil {
+			return cfg, cli.Exit(fmt.Sprintf("--checkpoint: %v", err), 2)
+		}
+	}
+	if cfg.Out == "" {
 		run := cfg.Checkpoint
 		if st, err := os.Stat(run); err == nil && !st.IsDir() {
-			if p, err := trainer.ResolveCheckpoint(run, true); err == nil {
-				run = filepath.Dir(p)
-				if filepath.Base(run) == "checkpoints" {
-					run = filepath.Dir(run)
-				}
+			if run = filepath.Dir(run); filepath.Base(run) == "checkpoints" {
+				run = filepath.Dir(run)
 			}
 		}
 		cfg.Out = filepath.Join(run, "eval")

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,9 +69,12 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	if err := os.Remove(filepath.Join(dir, IndexFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	if cfg.Threads > 0 {
-		torch.SetNumThreads(cfg.Threads)
+	// libtorch's own default can be a single thread (Debian's build), so 0 asks for one per CPU.
+	threads := cfg.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
 	}
+	torch.SetNumThreads(threads)
 	log.Info("libtorch", zap.String("version", torch.Version()), zap.Int("threads", torch.NumThreads()), zap.Bool("cuda", torch.CUDAAvailable()))
 	m, err := trainer.LoadModel(cfg.Checkpoint, cfg.Device)
 	if err != nil {
