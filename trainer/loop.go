@@ -166,9 +166,11 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Threads > 0 {
-		torch.SetNumThreads(cfg.Threads)
+	threads := cfg.Threads
+	if threads == 0 {
+		threads = runtime.NumCPU()
 	}
+	torch.SetNumThreads(threads)
 	log.Info("libtorch", zap.String("version", torch.Version()), zap.Int("threads", torch.NumThreads()),
 		zap.Bool("cuda", torch.CUDAAvailable()))
 
