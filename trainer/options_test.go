@@ -1,0 +1,98 @@
+package trainer
+
+import (
+	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestSetOptionCoversConfig: every Config field is reachable through exactly one option name, and
+// each option changes only its own field.
+func TestSetOptionCoversConfig(t *testing.T) {
+	typ := reflect.TypeOf(Config{})
+	covered := map[string]string{}
+	for _, name := range OptionNames() {
+		c := Defaults()
+		// Try each kind of value in turn; exactly one kind is accepted by a field.
+		var err error
+		for _, v := range []any{"zz", !reflect.ValueOf(c).FieldByName("NormLogits").Bool(), json.Number("7"), []any{3.0, 5.0}} {
+			if name == "norm-logits" {
+				v = !c.NormLogits
+			}
+			if err = SetOption(&c, name, v); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Errorf("%s: no value accepted: %v", name, err)
+			continue
+		}
+		a, b := reflect.ValueOf(Defaults()), reflect.ValueOf(c)
+		var changed []string
+		for i := range typ.NumField() {
+			if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+				changed = append(changed, typ.Field(i).Name)
+			}
+		}
+		if len(changed) != 1 {
+			t.Errorf("%s changed fields %v, want exactly one", name, changed)
+			continue
+		}
+		if prev, dup := covered[changed[0]]; dup {
+			t.Errorf("%s and %s both set %s", prev, name, changed[0])
+		}
+		covered[changed[0]] = name
+		// The option's name is the field's JSON key with dashes, so config.json reads the same way.
+		tag := strings.Split(typ.Field(fieldIndex(typ, changed[0])).Tag.Get("json"), ",")[0]
+		if strings.ReplaceAll(tag, "_", "-") != name {
+			t.Errorf("option %s sets %s (json %q)", name, changed[0], tag)
+		}
+	}
+	for i := range typ.NumField() {
+		if _, ok := covered[typ.Field(i).Name]; !ok {
+			t.Errorf("Config.%s has no option", typ.Field(i).Name)
+		}
+	}
+}
+
+func fieldIndex(t reflect.Type, name string) int {
+	f, _ := t.FieldByName(name)
+	return f.Index[0]
+}
+
+func TestSetOptionValues(t *testing.T) {
+	c := Defaults()
+	for name, v := range map[string]any{"epochs": 3.0, "lr": json.Number("0.0005"), "queue-size": 1024, "seed": json.Number("18446744073709551615"),
+		"decay-epochs": "10, 13", "contrast": "eq13", "norm-logits": false} {
+		if err := SetOption(&c, name, v); err != nil {
+			t.Fatalf("SetOption(%s, %v): %v", name, v, err)
+		}
+	}
+	if c.Epochs != 3 || c.LR != 0.0005 || c.QueueSize != 1024 || c.Seed != 1<<64-1 || !slices.Equal(c.DecayEpochs, []int{10, 13}) ||
+		c.Contrast != "eq13" || c.NormLogits {
+		t.Errorf("config after SetOption: %+v", c)
+	}
+	for _, bad := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"epoch", 2.0, `unknown option "epoch"`},
+		{"epochs", 2.5, "epochs: want a whole number"},
+		{"epochs", "2", `epochs: want a number, got the string "2"`},
+		{"lr", true, "lr: want a number"},
+		{"model", 10.0, "model: want a string"},
+		{"norm-logits", "false", "norm-logits: want true or false"},
+		{"decay-epochs", "10,x", "decay-epochs:"},
+		{"decay-epochs", []any{-1.0}, "decay-epochs:"},
+		{"seed", -1.0, "seed: want a whole number ≥ 0"},
+		{"alpha", nil, "alpha: want a number, got null"},
+	} {
+		err := SetOption(&c, bad.name, bad.v)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("SetOption(%s, %v) = %v, want an error containing %q", bad.name, bad.v, err, bad.want)
+		}
+	}
+}
