@@ -271,7 +271,8 @@ func robustnessChecks(rows []eval.RobustnessRow, clean float64, n int) []eval.Ro
 				}
 				compared++
 				gain := rs[i].Accuracy - rs[j].Accuracy
-				if gain > worstGain {
+				// At ε = 0 the attack cannot move the image, so the gain there says nothing.
+				if k.eps > 0 && gain > worstGain {
 					worstGain, worstAt = gain, fmt.Sprintf("%s ε=%.4g, %d vs %d steps", k.norm, k.eps, rs[i].Steps, rs[j].Steps)
 				}
 				if gain > tol {
@@ -282,8 +283,10 @@ func robustnessChecks(rows []eval.RobustnessRow, clean float64, n int) []eval.Ro
 		}
 	}
 	if compared > 0 {
-		if stepsOK {
+		if stepsOK && worstAt != "" {
 			stepDetails = append(stepDetails, fmt.Sprintf("%d comparisons; largest gain from more steps %+.4f (%s)", compared, worstGain, worstAt))
+		} else if stepsOK {
+			stepDetails = append(stepDetails, fmt.Sprintf("%d comparisons, all at ε = 0", compared))
 		}
 		checks = append(checks, eval.RobustnessCheck{Name: "more_steps_no_help", Passed: stepsOK, Detail: strings.Join(stepDetails, "; ")})
 	}

@@ -177,6 +177,9 @@ func TestRobustnessChecks(t *testing.T) {
 	if d := find(good, "eps0_equals_clean").Detail; !strings.Contains(d, "0.9000 equals clean 0.9000") {
 		t.Errorf("detail %q", d)
 	}
+	if d := find(good, "more_steps_no_help").Detail; !strings.Contains(d, "3 comparisons; largest gain from more steps +0.0000 (linf ε=0.02, 20 vs 10 steps)") {
+		t.Errorf("detail %q", d)
+	}
 	bad := robustnessChecks(rows("m", map[string]map[int][]float64{"linf": {10: {0.88, 0.5, 0.6}, 20: {0.9, 0.55, 0.2}}}, eps), 0.9, 500)
 	if c := find(bad, "eps0_equals_clean"); c.Passed || !strings.Contains(c.Detail, "differs by -10 images") {
 		t.Errorf("ε=0 check on a wrong row: %+v", c)
