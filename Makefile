@@ -54,3 +54,19 @@ build: $(SHIM)
 
 clean:
 	rm -rf $(BUILD) bin
+
+# The main job: train HDGE on Fashion-MNIST with the CPU defaults, then evaluate it with MNIST and
+# CIFAR-10 (grey, 28x28) as OOD sets when their files are found (the data directories, then
+# ../shared/data next to the repository), interp and both noise sets, calibration and a short PGD
+# sweep whose two step counts check that more steps do not help the model. An earlier $(RUN_DIR)
+# is kept as $(RUN_DIR).prev.
+RUN_DIR ?= runs/fashion-hdge
+RUN_SHARED_DATA := $(wildcard $(CURDIR)/../shared/data)
+RUN_EVAL_FLAGS ?= --ood-limit 2000 --pgd-limit 200 --pgd-steps 5,10
+run: deps
+	$(MAKE) -j2 build
+	@if [ -e $(RUN_DIR) ]; then rm -rf $(RUN_DIR).prev && mv $(RUN_DIR) $(RUN_DIR).prev; fi
+	export HDGE_DATA="$${HDGE_DATA:+$$HDGE_DATA:}$(RUN_SHARED_DATA)" && \
+	bin/hdge-torch train --out $(RUN_DIR) && \
+	bin/hdge-torch eval --checkpoint $(RUN_DIR) --out $(RUN_DIR)/eval $(RUN_EVAL_FLAGS)
+	@echo "report: $(RUN_DIR)/eval/report.html (numbers in $(RUN_DIR)/eval/metrics.json)"
