@@ -148,6 +148,14 @@ func flattenConfig(prefix string, v any, out *[]kv) {
 	}
 }
 
+// epsLabel writes budgets that are whole grey levels as k/255, the way L∞ budgets are quoted.
+func epsLabel(v float64) string {
+	if k := math.Round(v * 255); v > 0 && v < 1 && math.Abs(v*255-k) < 1e-9 {
+		return fmt.Sprintf("%.0f/255", k)
+	}
+	return fmt.Sprintf("%g", v)
+}
+
 func formatNumber(v float64) string {
 	switch {
 	case v == math.Trunc(v) && math.Abs(v) < 1e15:
@@ -162,7 +170,7 @@ var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap
 	"pct":  func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) },
 	"f4":   func(v float64) string { return fmt.Sprintf("%.4f", v) },
 	"num":  formatNumber,
-	"eps":  func(v float64) string { return fmt.Sprintf("%g", v) },
+	"eps":  epsLabel,
 	"slbl": scoreLabel,
 	// The bar in the bin table shows accuracy against confidence at a glance.
 	"barw": func(v float64) string { return fmt.Sprintf("%.1f", 100*v) },

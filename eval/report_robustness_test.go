@@ -41,3 +41,11 @@ func TestRobustnessCleanAndChecks(t *testing.T) {
 		}
 	}
 }
+
+func TestEpsLabel(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 8.0 / 255: "8/255", 1.0 / 255: "1/255", 0.25: "0.25", 1: "1", 0.03: "0.03", 2: "2"} {
+		if got := epsLabel(v); got != want {
+			t.Errorf("epsLabel(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -121,7 +121,7 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	idx.Title = "HDGE evaluation: " + filepath.Base(runDir)
 	testName := displayName(testSpec)
 	log.Info("test set", zap.String("spec", testSpec), zap.Int("n", test.N), zap.String("shape", shape(test)))
-	if idx.Test, err = e.logits(TestSetName, testSpec, testName, test, true); err != nil {
+	if idx.Test, err = e.logits(ctx, TestSetName, testSpec, testName, test, true); err != nil {
 		return err
 	}
 
@@ -147,7 +147,7 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 				skipped = append(skipped, set.Name)
 				continue
 			}
-			entry, err := e.logits(set.Name, set.Spec, set.Name, d, !set.Synthetic())
+			entry, err := e.logits(ctx, set.Name, set.Spec, set.Name, d, !set.Synthetic())
 			if err != nil {
 				return err
 			}
@@ -291,7 +291,7 @@ func absent(err error) bool {
 }
 
 // logits runs the model over d with the run's test-time noise and writes name.npy (and labels).
-func (e *exporter) logits(name, spec, display string, d *data.Dataset, withLabels bool) (SetEntry, error) {
+func (e *exporter) logits(ctx context.Context, name, spec, display string, d *data.Dataset, withLabels bool) (SetEntry, error) {
 	start := time.Now()
 	l, err := trainer.Logits(e.m.Model, d, e.noise, e.batch, e.seedFor(name))
 	if err != nil {
@@ -318,7 +318,7 @@ func (e *exporter) logits(name, spec, display string, d *data.Dataset, withLabel
 		zap.Float64("seconds", secs), zap.Float64("img_per_s", float64(d.N)/secs))
 	if slices.Contains(e.cfg.scores(), ScoreGradNorm) {
 		start := time.Now()
-		s, err := attack.GradNormScores(context.Background(), e.m, d, e.noise, e.seedFor(name), attack.Options{BatchSize: e.batch, Device: e.m.Dev})
+		s, err := attack.GradNormScores(ctx, e.m, d, e.noise, e.seedFor(name), attack.Options{BatchSize: e.batch, Device: e.m.Dev})
 		if err != nil {
 			return entry, err
 		}
