@@ -171,11 +171,6 @@ func runTrain(c *cli.Context) error {
 	var cfg trainer.Config
 	var err error
 	if r := c.String("resume"); r != "" {
-		for _, f := range c.FlagNames() {
-			if c.IsSet(f) && !resumable[f] {
-				return cli.Exit(fmt.Sprintf("--%s cannot change when resuming: the run's own config is used (resumable: --epochs, --steps, --threads, --device, --workers, logging flags)", f), 2)
-			}
-		}
 		dir := r
 		if st, err := os.Stat(r); err == nil && !st.IsDir() {
 			dir = filepath.Dir(filepath.Dir(r))
@@ -183,6 +178,11 @@ func runTrain(c *cli.Context) error {
 		base, err := trainer.ReadConfig(dir)
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("--resume %s: %v", r, err), 2)
+		}
+		for _, f := range c.FlagNames() {
+			if c.IsSet(f) && !resumable[f] {
+				return cli.Exit(fmt.Sprintf("--%s cannot change when resuming: the run's own config is used (resumable: --epochs, --steps, --threads, --device, --workers, logging flags)", f), 2)
+			}
 		}
 		cfg, err = configFromFlags(c, base, func(n string) bool { return resumable[n] })
 		if err != nil {

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func buildCLI(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hdge-torch")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestTrainFlagErrors: bad values are refused before any work, naming the flag, with status 2
+// (or 1 for things only found when reading data).
+func TestTrainFlagErrors(t *testing.T) {
+	bin := buildCLI(t)
+	tmp := t.TempDir()
+	ds := evalSmallFashion(t, tmp, 100, 50)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--objective", "jem"}, 2, "--objective"},
+		{[]string{"--contrast", "paper"}, 2, "--contrast"},
+		{[]string{"--model", "resnet-18"}, 2, "--model"},
+		{[]string{"--lr", "-1"}, 2, "--lr"},
+		{[]string{"--alpha", "2"}, 2, "--alpha"},
+		{[]string{"--decay-epochs", "1,x"}, 2, "--decay-epochs"},
+		{[]string{"--device", "tpu:0"}, 2, "--device"},
+		{[]string{"--optimizer", "lion"}, 2, "--optimizer"},
+		{[]string{"--log-format", "xml"}, 2, "--log-format"},
+		{[]string{"--dataset", "nosuchset"}, 1, "--dataset"},
+		{[]string{"--dataset", "idx:" + filepath.Join(tmp, "missing")}, 1, "missing"},
+		{[]string{"--resume", filepath.Join(tmp, "no-run")}, 2, "--resume"},
+		{[]string{"--val-size", "100000", "--dataset", ds}, 1, "--val-size"},
+		{[]string{"positional"}, 2, "no arguments"},
+	}
+	for _, tc := range cases {
+		args := append([]string{"train", "--out", filepath.Join(tmp, "out")}, tc.args...)
+		res := runCLI(t, bin, nil, args...)
+		if res.code != tc.code || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("%v: exit %d, want %d with %q in:\n%s", tc.args, res.code, tc.code, tc.want, res.stderr)
+		}
+		if strings.Contains(res.stderr, "panic") || strings.Contains(res.stderr, "goroutine ") {
+			t.Errorf("%v: crashed:\n%s", tc.args, res.stderr)
+		}
+	}
+}
+
+// TestTrainCtrlC: SIGINT saves a checkpoint and exits with 130; --resume continues the run, and
+// flags that would change it are refused.
+func TestTrainCtrlC(t *testing.T) {
+	bin := buildCLI(t)
+	tmp := t.TempDir()
+	ds := evalSmallFashion(t, tmp, 300, 50)
+	run := filepath.Join(tmp, "run")
+	cmd := exec.Command(bin, "train", "--dataset", ds, "--model", "wrn-10-1", "--val-size", "50", "--batch-size", "16",
+		"--queue-size", "64", "--steps", "100000", "--log-every", "1", "--threads", "1", "--out", run)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl"))
+		if strings.Count(string(b), "\n") >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("no training progress:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 130 {
+		t.Fatalf("after SIGINT: %v, want exit status 130\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "resume with: hdge-torch train --resume "+run) {
+		t.Errorf("no resume hint:\n%s", stderr.String())
+	}
+	ckpts, _ := filepath.Glob(filepath.Join(run, "checkpoints", "step-*.pt"))
+	if len(ckpts) == 0 {
+		t.Fatalf("no checkpoint after SIGINT:\n%s", stderr.String())
+	}
+	if res := runCLI(t, bin, nil, "train", "--resume", run, "--lr", "0.1"); res.code != 2 || !strings.Contains(res.stderr, "--lr") {
+		t.Errorf("changing --lr on resume: exit %d\n%s", res.code, res.stderr)
+	}
+	res := runCLI(t, bin, nil, "train", "--resume", run, "--steps", "8", "--skip-test")
+	if res.code != 0 {
+		t.Fatalf("resume: exit %d\n%s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "resumed") || !strings.Contains(res.stdout, "8 steps") {
+		t.Errorf("resume output:\nstdout %s\nstderr %s", res.stdout, res.stderr)
+	}
+}
