@@ -25,6 +25,7 @@ func main() {
 		Commands: []*cli.Command{
 			trainCommand(),
 			evalCommand(),
+			experimentCommand(),
 			dataCommand(),
 			versionCommand(),
 		},

@@ -1,0 +1,465 @@
+package experiment
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func repoRoot(t *testing.T) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test file")
+	}
+	return filepath.Join(filepath.Dir(file), "..")
+}
+
+// smallFashion writes the first n training and test images of Debian's Fashion-MNIST as IDX
+// files in a temporary folder and returns it as an idx:DIR dataset spec.
+func smallFashion(t *testing.T, n int) string {
+	t.Helper()
+	src := "/usr/share/datasets/fashion-mnist"
+	if _, err := os.Stat(src); err != nil {
+		t.Skip("Debian's dataset-fashion-mnist is not installed; `make deps` installs it")
+	}
+	dir := t.TempDir()
+	for _, split := range []string{"train", "t10k"} {
+		copyIDX(t, filepath.Join(src, split+"-images-idx3-ubyte.gz"), filepath.Join(dir, split+"-images-idx3-ubyte"), n, 28*28)
+		copyIDX(t, filepath.Join(src, split+"-labels-idx1-ubyte.gz"), filepath.Join(dir, split+"-labels-idx1-ubyte"), n, 1)
+	}
+	return "idx:" + dir
+}
+
+func copyIDX(t *testing.T, from, to string, n, recSize int) {
+	t.Helper()
+	f, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(zr)
+	var magic uint32
+	if err := binary.Read(r, binary.BigEndian, &magic); err != nil {
+		t.Fatal(err)
+	}
+	shape := make([]uint32, int(magic&0xff))
+	if err := binary.Read(r, binary.BigEndian, shape); err != nil {
+		t.Fatal(err)
+	}
+	shape[0] = uint32(n)
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	_ = binary.Write(out, binary.BigEndian, magic)
+	_ = binary.Write(out, binary.BigEndian, shape)
+	if _, err := io.CopyN(out, r, int64(n*recSize)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hookCore calls hook with every entry and all its fields (those added by With included) before
+// passing it on, so a test can act at an exact point of a run, synchronously.
+type hookCore struct {
+	zapcore.Core
+	fields []zapcore.Field
+	hook   func(zapcore.Entry, map[string]any)
+}
+
+func (c *hookCore) With(f []zapcore.Field) zapcore.Core {
+	return &hookCore{Core: c.Core.With(f), fields: append(slices.Clone(c.fields), f...), hook: c.hook}
+}
+
+func (c *hookCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *hookCore) Write(e zapcore.Entry, f []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, x := range append(slices.Clone(c.fields), f...) {
+		x.AddTo(enc)
+	}
+	c.hook(e, enc.Fields)
+	return c.Core.Write(e, f)
+}
+
+// count counts log entries with the message, optionally only those of one run and seed.
+func count(logs *observer.ObservedLogs, msg, run string, seed uint64) int {
+	n := 0
+	for _, e := range logs.FilterMessage(msg).All() {
+		m := e.ContextMap()
+		if run == "" || (m["run"] == run && m["seed"] == seed) {
+			n++
+		}
+	}
+	return n
+}
+
+func mtime(t *testing.T, path string) time.Time {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.ModTime()
+}
+
+// smokeSpec is experiments/smoke.json on a 200-image Fashion-MNIST subset, writing to a
+// temporary folder.
+func smokeSpec(t *testing.T) *Spec {
+	s, err := Load(filepath.Join(repoRoot(t), "experiments", "smoke.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Base["dataset"] = smallFashion(t, 200)
+	s.Out = filepath.Join(t.TempDir(), "out")
+	return s
+}
+
+// TestSmoke runs the smoke spec over two sittings, the first interrupted inside a training run,
+// then a third that must find nothing to do; it checks the skip and resume behaviour and that
+// the tables hold the mean and standard deviation of what the evaluations wrote.
+func TestSmoke(t *testing.T) {
+	s := smokeSpec(t)
+
+	// Sitting 1: stopped at step 2 of hdge seed 1, after ce seed 1 is done.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	obsCore, logs := observer.New(zap.InfoLevel)
+	var once sync.Once
+	log := zap.New(&hookCore{Core: obsCore, hook: func(e zapcore.Entry, f map[string]any) {
+		if e.Message == "train" && f["run"] == "hdge" && f["seed"] == uint64(1) && f["step"] == int64(2) {
+			once.Do(cancel)
+		}
+	}})
+	res, err := Run(ctx, s, Options{Log: log})
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("sitting 1: err = %v, want ErrInterrupted", err)
+	}
+	if res == nil || res.Done != 1 || res.Total != 4 {
+		t.Fatalf("sitting 1: results %+v, want 1 of 4 done", res)
+	}
+	ce1, hd1 := s.RunDir("ce", 1), s.RunDir("hdge", 1)
+	if exists(filepath.Join(hd1, summaryFile)) {
+		t.Fatal("the interrupted run wrote summary.json")
+	}
+	if !exists(filepath.Join(hd1, "checkpoints", "step-00000002.pt")) {
+		t.Fatal("the interrupted run left no checkpoint at step 2")
+	}
+	st, err := readState(hd1)
+	if err != nil || st == nil || len(st.Segments) != 1 || st.Segments[0].Outcome != "interrupted" || st.Segments[0].ToStep != 2 {
+		t.Fatalf("state after the interruption: %+v, %v", st, err)
+	}
+	kept := map[string]time.Time{}
+	for _, f := range []string{summaryFile, "eval/metrics.json", "checkpoints/best.pt", StateFile} {
+		kept[f] = mtime(t, filepath.Join(ce1, f))
+	}
+
+	// Sitting 2: ce seed 1 is skipped, hdge seed 1 resumes from step 2, the rest is done.
+	obsCore, logs = observer.New(zap.InfoLevel)
+	res, err = Run(context.Background(), s, Options{Log: zap.New(obsCore)})
+	if err != nil {
+		t.Fatalf("sitting 2: %v", err)
+	}
+	if res.Done != 4 {
+		t.Fatalf("sitting 2: %d of %d done", res.Done, res.Total)
+	}
+	if count(logs, "training already complete: skipped", "ce", 1) != 1 || count(logs, "evaluation already done: skipped", "ce", 1) != 1 {
+		t.Error("sitting 2 did not log skipping ce seed 1")
+	}
+	for f, before := range kept {
+		if after := mtime(t, filepath.Join(ce1, f)); !after.Equal(before) {
+			t.Errorf("ce seed 1 %s was rewritten (%v, then %v)", f, before, after)
+		}
+	}
+	resumed := logs.FilterMessage("resuming").All()
+	if len(resumed) != 1 || resumed[0].ContextMap()["run"] != "hdge" || resumed[0].ContextMap()["step"] != int64(2) {
+		t.Errorf("resume log entries: %+v, want one for hdge seed 1 at step 2", resumed)
+	}
+	st, _ = readState(hd1)
+	if len(st.Segments) != 2 || st.Segments[1].FromStep != 2 || st.Segments[1].ToStep != 6 || st.Segments[1].Outcome != "complete" {
+		t.Errorf("hdge seed 1 segments after resuming: %+v", st.Segments)
+	}
+	// The resumed run continues its log: training records at steps 2, 4, 6 and no restart.
+	if steps := trainSteps(t, filepath.Join(hd1, "metrics.jsonl")); !slices.Equal(steps, []int{2, 4, 6}) {
+		t.Errorf("hdge seed 1 logged training steps %v, want [2 4 6]", steps)
+	}
+
+	checkResults(t, s)
+
+	// Sitting 3: nothing left to do.
+	obsCore, logs = observer.New(zap.InfoLevel)
+	if _, err := Run(context.Background(), s, Options{Log: zap.New(obsCore)}); err != nil {
+		t.Fatalf("sitting 3: %v", err)
+	}
+	if a, b, c := count(logs, "training already complete: skipped", "", 0), count(logs, "evaluation already done: skipped", "", 0),
+		count(logs, "training", "", 0); a != 4 || b != 4 || c != 0 {
+		t.Errorf("sitting 3: %d trainings and %d evaluations skipped, %d trainings started; want 4, 4, 0", a, b, c)
+	}
+
+	// A spec whose settings no longer match the run folders is refused, naming the setting.
+	s.Base["lr"] = json.Number("0.002")
+	_, err = Run(context.Background(), s, Options{})
+	var se *SpecError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "--lr 0.001 there, 0.002 in the spec") {
+		t.Errorf("changed lr: err = %v, want a SpecError naming --lr", err)
+	}
+	delete(s.Base, "lr")
+
+	// Other eval settings make every evaluation out of date: none is in the tables until redone.
+	s.Eval["ood-limit"] = json.Number("50")
+	res, err = Aggregate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Done != 0 || !strings.Contains(strings.Join(res.Runs[0].Notes, "\n"), "other eval settings") {
+		t.Errorf("after changing the eval settings: %d done, notes %q", res.Done, res.Runs[0].Notes)
+	}
+}
+
+func trainSteps(t *testing.T, path string) []int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var steps []int
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if _, ok := rec["loss"]; ok {
+			steps = append(steps, int(rec["step"].(float64)))
+		}
+	}
+	return steps
+}
+
+// checkResults recomputes a few statistics from the evaluations' own files and finds them in
+// results.json and results.md.
+func checkResults(t *testing.T, s *Spec) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Out, ResultsJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(s.Out, ResultsMarkdown))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.OODSets, []string{"interp", "uniform", "gaussian"}) || !slices.Equal(res.Scores, []string{"logqx", "maxprob"}) {
+		t.Errorf("columns: sets %v, scores %v", res.OODSets, res.Scores)
+	}
+	var pgd []string
+	for _, c := range res.PGD {
+		pgd = append(pgd, c.Key)
+	}
+	if want := []string{"pgd.linf.eps=0.steps=2", "pgd.linf.eps=2/255.steps=2", "pgd.l2.eps=0.25.steps=2"}; !slices.Equal(pgd, want) {
+		t.Errorf("PGD columns %v, want %v", pgd, want)
+	}
+	type check struct {
+		key    string
+		get    func(m map[string]any) float64
+		scale  float64
+		digits int
+	}
+	num := func(m map[string]any, path ...string) float64 {
+		var v any = m
+		for _, p := range path {
+			v = v.(map[string]any)[p]
+		}
+		return v.(float64)
+	}
+	checks := []check{
+		{KeyAccuracy, func(m map[string]any) float64 { return num(m, "classification", "accuracy") }, 100, 2},
+		{KeyECE, func(m map[string]any) float64 { return num(m, "calibration", "ece") }, 100, 2},
+		{OODKey("interp", "logqx", "auroc"), func(m map[string]any) float64 { return num(m, "ood", "interp", "logqx", "auroc") }, 1, 3},
+		{OODKey("uniform", "maxprob", "auroc"), func(m map[string]any) float64 { return num(m, "ood", "uniform", "maxprob", "auroc") }, 1, 3},
+		{PGDKey("l2", 0.25, 2), func(m map[string]any) float64 {
+			for _, r := range m["robustness"].([]any) {
+				row := r.(map[string]any)
+				if row["norm"] == "l2" && row["eps"] == 0.25 {
+					return row["accuracy"].(float64)
+				}
+			}
+			t.Fatal("no l2 0.25 row")
+			return 0
+		}, 100, 1},
+	}
+	means := map[string]map[string]float64{}
+	for _, run := range []string{"ce", "hdge"} {
+		var rr *RunResult
+		for i := range res.Runs {
+			if res.Runs[i].Name == run {
+				rr = &res.Runs[i]
+			}
+		}
+		if rr == nil {
+			t.Fatalf("results.json has no run %s", run)
+		}
+		means[run] = map[string]float64{}
+		for _, c := range checks {
+			var vals []float64
+			for _, seed := range s.Seeds {
+				b, err := os.ReadFile(filepath.Join(s.RunDir(run, seed), "eval", "metrics.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var m map[string]any
+				if err := json.Unmarshal(b, &m); err != nil {
+					t.Fatal(err)
+				}
+				vals = append(vals, c.get(m))
+			}
+			mean := (vals[0] + vals[1]) / 2
+			sd := math.Abs(vals[0]-vals[1]) / math.Sqrt2 // sample std of two values
+			means[run][c.key] = mean
+			st := rr.Metrics[c.key]
+			if st == nil || st.N != 2 || st.Std == nil || math.Abs(st.Mean-mean) > 1e-12 || math.Abs(*st.Std-sd) > 1e-12 {
+				t.Errorf("%s %s: results.json has %+v, the metrics files give mean %v std %v", run, c.key, st, mean, sd)
+				continue
+			}
+			cellText := fmt.Sprintf("%.*f ± %.*f", c.digits, mean*c.scale, c.digits, sd*c.scale)
+			if !strings.Contains(string(md), cellText) {
+				t.Errorf("results.md lacks %s %s = %q", run, c.key, cellText)
+			}
+		}
+		if st := rr.Metrics[KeyTrainSeconds]; st == nil || st.N != 2 || !(st.Mean > 0) {
+			t.Errorf("%s: train time %+v", run, st)
+		}
+	}
+	d := res.Deltas["hdge"][KeyAccuracy]
+	if d == nil || math.Abs(d.Diff-(means["hdge"][KeyAccuracy]-means["ce"][KeyAccuracy])) > 1e-12 || d.SE == nil {
+		t.Errorf("accuracy difference hdge − ce: %+v", d)
+	}
+	for _, want := range []string{"hdge-torch experiment run ", "hdge-torch train --dataset idx:", "--objective hdge",
+		"| ce | 2 |", "### OOD detection: AUROC of max p(y|x)", "| AUROC max p(y\\|x), uniform |", "Hardware: ", "### Differences from ce"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q", want)
+		}
+	}
+}
+
+func TestSpecErrors(t *testing.T) {
+	good := `{"name": "x", "out": "o", "seeds": [1], "base": {"steps": 3}, "runs": [{"name": "ce", "set": {"objective": "ce"}}]}`
+	if _, err := Parse([]byte(good)); err != nil {
+		t.Fatalf("good spec: %v", err)
+	}
+	dir := t.TempDir()
+	for _, c := range []struct{ spec, want string }{
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "ce"}], "seed": 1}`, `unknown key "seed"`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "ce"}], "base": {"epoch": 2}}`, `base: unknown option "epoch"`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "ce"}], "base": {"epochs": "2"}}`, `base: epochs: want a number`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "ce", "set": {"queue_size": 64}}]}`, `runs[0] (ce): set: unknown option "queue_size"`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "ce", "sets": {}}]}`, `runs[0]: unknown key "sets"`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "ce", "set": {"seed": 3}}]}`, `"seed" is set by the runner`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "ce", "set": {"contrast": "eq14"}}]}`, `runs[0] (ce): the run's settings are not valid`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "CE"}]}`, `runs[0] (CE): the name is a folder name`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "a"}, {"name": "a"}]}`, `two runs are named "a"`},
+		{`{"name": "x", "out": "o", "seeds": [1, 1], "runs": [{"name": "a"}]}`, `"seeds": 1 appears twice`},
+		{`{"name": "x", "out": "o", "seeds": [], "runs": [{"name": "a"}]}`, `"seeds" is empty`},
+		{`{"name": "x", "seeds": [1], "runs": [{"name": "a"}]}`, `"out" is required`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "a"}], "baseline": "ce"}`, `"baseline": no run is named "ce"`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "a"}], "eval": {"pgd-eps": "1/255"}}`, `eval: unknown key "pgd-eps"`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "a"}], "eval": {"pgd-linf-eps": "x"}}`, `eval: "pgd-linf-eps": "x" is not a budget`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "a"}], "eval": {"ood": "test"}}`, `eval: "ood"`},
+		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "a"}], "eval": {"checkpoint": "final"}}`, `eval: "checkpoint": unknown value "final"`},
+		{"{\"name\": \"x\",\n \"out\": \"o\",,\n}", `invalid JSON at line 2`},
+	} {
+		path := filepath.Join(dir, "spec.json")
+		if err := os.WriteFile(path, []byte(c.spec), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(path)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), path+": ") {
+			t.Errorf("spec %s\n  err = %v\n  want %q, prefixed with the file", c.spec, err, c.want)
+		}
+	}
+	s, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Units([]string{"hdge"}, nil); err == nil || !strings.Contains(err.Error(), `--only: no run is named "hdge"`) {
+		t.Errorf("--only hdge: %v", err)
+	}
+	if _, err := s.Units(nil, []uint64{2}); err == nil || !strings.Contains(err.Error(), "--seeds: 2 is not among the spec's seeds") {
+		t.Errorf("--seeds 2: %v", err)
+	}
+}
+
+// TestShippedSpecs: every spec in experiments/ loads, and the grid ones cover what they are for.
+func TestShippedSpecs(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repoRoot(t), "experiments", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no specs found: %v", err)
+	}
+	for _, f := range files {
+		s, err := Load(f)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		for _, r := range s.Runs {
+			if _, err := s.Config(r.Name, s.Seeds[0]); err != nil {
+				t.Errorf("%s: %s: %v", f, r.Name, err)
+			}
+		}
+	}
+}
+
+func TestStat(t *testing.T) {
+	st := &Stat{Values: []float64{1, 2, 3, 6}}
+	st.finish()
+	if st.N != 4 || st.Mean != 3 || st.Std == nil || math.Abs(*st.Std-math.Sqrt(14.0/3)) > 1e-15 {
+		t.Errorf("stat of 1,2,3,6: %+v", st)
+	}
+	one := &Stat{Values: []float64{0.5}}
+	one.finish()
+	if one.Std != nil || fmtStat(one, 100, 1) != "50.0" {
+		t.Errorf("one seed: %+v, shown %q", one, fmtStat(one, 100, 1))
+	}
+	if got := fmtStat(st, 1, 2); got != "3.00 ± 2.16" {
+		t.Errorf("fmtStat = %q", got)
+	}
+	if got := fmtDelta(&Delta{Diff: -0.0123}, 100, 2); got != "-1.23" {
+		t.Errorf("fmtDelta = %q", got)
+	}
+	for e, want := range map[float64]string{0: "0", 2.0 / 255: "2/255", 8.0 / 255: "8/255", 0.25: "0.25", 1: "1"} {
+		if got := epsText(e); got != want {
+			t.Errorf("epsText(%v) = %q, want %q", e, got, want)
+		}
+	}
+}

@@ -1,0 +1,342 @@
+package experiment
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hdge-torch/hdge-torch/trainer"
+)
+
+// operational are train settings that do not change what is learnt; the command template leaves
+// them at their defaults.
+var operational = map[string]bool{"seed": true, "out": true, "threads": true, "workers": true, "log-every": true,
+	"keep-last": true, "ckpt-every": true, "val-every": true}
+
+// commandTemplates are the train and eval command lines every unit stands for, with RUN_SETTINGS,
+// SEED and RUN as placeholders.
+func commandTemplates(s *Spec) (train, eval string) {
+	base := trainer.Defaults()
+	for _, k := range sortedKeys(s.Base) {
+		_ = trainer.SetOption(&base, k, s.Base[k]) // checked when the spec was loaded
+	}
+	dir := shellWord(s.Out) + "/RUN/seed-SEED"
+	train = "hdge-torch train " + strings.Join(configFlags(base), " ") + " RUN_SETTINGS --seed SEED --out " + dir
+	eval = "hdge-torch eval --checkpoint " + dir + " --out " + dir + "/eval"
+	for _, k := range sortedKeys(s.Eval) {
+		if k == "checkpoint" {
+			if v, _ := s.Eval[k].(string); v == "last" {
+				eval = strings.Replace(eval, "--checkpoint "+dir, "--checkpoint "+dir+"/checkpoints/step-LAST.pt", 1)
+			}
+			continue
+		}
+		eval += " " + flag(k, s.Eval[k])
+	}
+	return train, eval
+}
+
+// configFlags writes a config as train flags, in the struct's order, leaving out empty and
+// operational settings.
+func configFlags(c trainer.Config) []string {
+	v, t := reflect.ValueOf(c), reflect.TypeOf(c)
+	var out []string
+	for i := range t.NumField() {
+		name := strings.ReplaceAll(strings.Split(t.Field(i).Tag.Get("json"), ",")[0], "_", "-")
+		if operational[name] {
+			continue
+		}
+		f := v.Field(i)
+		switch {
+		case name == "steps" && f.Int() == 0, name == "data-dir" && f.String() == "", name == "decay-epochs" && f.Len() == 0:
+			continue
+		}
+		out = append(out, flag(name, f.Interface()))
+	}
+	return out
+}
+
+// settingFlags writes a run's overrides as flags, sorted by name.
+func settingFlags(m map[string]any) string {
+	var out []string
+	for _, k := range sortedKeys(m) {
+		out = append(out, flag(k, m[k]))
+	}
+	return strings.Join(out, " ")
+}
+
+func flag(name string, v any) string {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return "--" + name
+		}
+		return "--" + name + "=false"
+	case []int:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = strconv.Itoa(e)
+		}
+		return "--" + name + " " + strings.Join(parts, ",")
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = fmt.Sprint(e)
+		}
+		return "--" + name + " " + strings.Join(parts, ",")
+	case float64:
+		return "--" + name + " " + strconv.FormatFloat(x, 'g', -1, 64)
+	case string:
+		return "--" + name + " " + shellWord(x)
+	}
+	return "--" + name + " " + shellWord(fmt.Sprint(v))
+}
+
+var plainWord = regexp.MustCompile(`^[A-Za-z0-9_./:,=+@%-]+$`)
+
+// shellWord quotes a word for a POSIX shell when it needs it.
+func shellWord(s string) string {
+	if plainWord.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Markdown renders the results as a self-contained README section: what was run and how, on
+// what, then the tables.
+func (res *Results) Markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("## %s\n\n", res.Name)
+	if res.Description != "" {
+		p("%s\n\n", strings.TrimSpace(res.Description))
+	}
+	p("Produced by `%s` (finished runs are skipped, so the same command continues an interrupted grid); "+
+		"tables written by `%s` on %s. %d of %d runs × seeds are done and in the tables.\n\n",
+		res.Commands["run"], res.Commands["aggregate"], res.Generated[:10], res.Done, res.Total)
+	p("Each run and seed is the same as these two commands, with the run's settings from the table below:\n\n")
+	p("```sh\n%s\n%s\n```\n\n", res.trainCommand, res.evalCommand)
+	p("| run | settings | seeds done | about |\n|---|---|---|---|\n")
+	for _, r := range res.Runs {
+		var done []string
+		for _, u := range r.Units {
+			if u.Status == StatusDone {
+				done = append(done, strconv.FormatUint(u.Seed, 10))
+			}
+		}
+		settings := settingFlags(r.Set)
+		if settings == "" {
+			settings = "(the base settings)"
+		} else {
+			settings = "`" + settings + "`"
+		}
+		p("| %s | %s | %s | %s |\n", r.Name, settings, orDash(strings.Join(done, ", ")), cell(r.Description))
+	}
+	p("\n")
+	if len(res.Hardware) > 0 {
+		p("Hardware: %s.\n", strings.Join(res.Hardware, "; "))
+	}
+	p("Wall time over all sittings: training %s, evaluation %s, total %s", duration(res.TrainSeconds), duration(res.EvalSeconds),
+		duration(res.TrainSeconds+res.EvalSeconds))
+	if res.FirstStart != "" {
+		p(" (between %s and %s)", res.FirstStart, res.LastEnd)
+	}
+	p(".\n\n")
+	p("Values are mean ± sample standard deviation over the seeds done (one value where one seed is done). " +
+		"Accuracy, ECE and PGD accuracy in %%; AUROC with in-distribution test images as positives.\n\n")
+
+	p("### Classification and calibration\n\n")
+	p("| run | seeds | accuracy (%%) | ECE (%%) | NLL | train time (min) | train img/s | eval time (min) |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range res.Runs {
+		n := 0
+		if a := r.Metrics[KeyAccuracy]; a != nil {
+			n = a.N
+		}
+		p("| %s | %d | %s | %s | %s | %s | %s | %s |\n", r.Name, n, fmtStat(r.Metrics[KeyAccuracy], 100, 2), fmtStat(r.Metrics[KeyECE], 100, 2),
+			fmtStat(r.Metrics[KeyNLL], 1, 3), fmtStat(r.Metrics[KeyTrainSeconds], 1.0/60, 1), fmtStat(r.Metrics[KeyTrainImgPerS], 1, 0),
+			fmtStat(r.Metrics[KeyEvalSeconds], 1.0/60, 1))
+	}
+	p("\n")
+
+	for _, score := range res.Scores {
+		p("### OOD detection: AUROC of %s\n\n", scoreTitle(score))
+		p("| run |")
+		for _, set := range res.OODSets {
+			p(" %s |", set)
+		}
+		p("\n|---|%s\n", strings.Repeat("---|", len(res.OODSets)))
+		for _, r := range res.Runs {
+			p("| %s |", r.Name)
+			for _, set := range res.OODSets {
+				p(" %s |", fmtStat(r.Metrics[OODKey(set, score, "auroc")], 1, 3))
+			}
+			p("\n")
+		}
+		p("\n")
+	}
+
+	if len(res.PGD) > 0 {
+		p("### Robustness: PGD accuracy (%%)")
+		if res.PGDImages > 0 {
+			p(" on the first %d test images", res.PGDImages)
+		}
+		if n := commonSteps(res.PGD); n > 0 {
+			p(", %d steps", n)
+		}
+		p("\n\n| run |")
+		for _, c := range res.PGD {
+			p(" %s |", pgdTitle(c, res.PGD))
+		}
+		p("\n|---|%s\n", strings.Repeat("---|", len(res.PGD)))
+		for _, r := range res.Runs {
+			p("| %s |", r.Name)
+			for _, c := range res.PGD {
+				p(" %s |", fmtStat(r.Metrics[c.Key], 100, 1))
+			}
+			p("\n")
+		}
+		p("\nε is in pixel units of [0, 1] images; ε = 0 is the clean accuracy of the same images, without the test-time noise.\n\n")
+	}
+
+	if res.Baseline != "" && len(res.Runs) > 1 {
+		p("### Differences from %s\n\n", res.Baseline)
+		p("Mean of the run minus mean of %s; ± is the standard error of that difference, √(s²ₐ/nₐ + s²ᵦ/nᵦ), given when both have two seeds or more. "+
+			"Accuracies, ECE and PGD accuracy in percentage points.\n\n", res.Baseline)
+		var cols []string
+		for _, r := range res.Runs {
+			if r.Name != res.Baseline {
+				cols = append(cols, r.Name)
+			}
+		}
+		p("| metric | %s |\n|---|%s\n", strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
+		type row struct {
+			label, key string
+			scale      float64
+			digits     int
+		}
+		rows := []row{{"accuracy", KeyAccuracy, 100, 2}, {"ECE", KeyECE, 100, 2}, {"NLL", KeyNLL, 1, 3}}
+		for _, score := range res.Scores {
+			for _, set := range res.OODSets {
+				rows = append(rows, row{"AUROC " + scoreTitle(score) + ", " + set, OODKey(set, score, "auroc"), 1, 3})
+			}
+		}
+		for _, c := range res.PGD {
+			if c.Eps > 0 {
+				rows = append(rows, row{"PGD " + pgdTitle(c, res.PGD), c.Key, 100, 1})
+			}
+		}
+		for _, rw := range rows {
+			p("| %s |", cell(rw.label))
+			for _, name := range cols {
+				p(" %s |", fmtDelta(res.Deltas[name][rw.key], rw.scale, rw.digits))
+			}
+			p("\n")
+		}
+		p("\n")
+	}
+
+	var notes []string
+	for _, r := range res.Runs {
+		for _, n := range r.Notes {
+			notes = append(notes, r.Name+", "+n)
+		}
+	}
+	if len(notes) > 0 {
+		p("### Notes\n\n")
+		for _, n := range notes {
+			p("- %s\n", cell(n))
+		}
+		p("\n")
+	}
+	return b.String()
+}
+
+func scoreTitle(score string) string {
+	switch score {
+	case "logqx":
+		return "log q(x)"
+	case "maxprob":
+		return "max p(y|x)"
+	case "gradnorm":
+		return "−‖∇ₓ log q(x)‖"
+	}
+	return score
+}
+
+func pgdTitle(c PGDColumn, all []PGDColumn) string {
+	norm := map[string]string{"linf": "L∞", "l2": "L2"}[c.Norm]
+	if norm == "" {
+		norm = c.Norm
+	}
+	t := fmt.Sprintf("%s ε=%s", norm, c.Label)
+	steps := map[int]bool{}
+	for _, o := range all {
+		steps[o.Steps] = true
+	}
+	if len(steps) > 1 {
+		t += fmt.Sprintf(", %d steps", c.Steps)
+	}
+	return t
+}
+
+// commonSteps is the PGD step count when every attack used the same, else 0.
+func commonSteps(all []PGDColumn) int {
+	for _, c := range all[1:] {
+		if c.Steps != all[0].Steps {
+			return 0
+		}
+	}
+	return all[0].Steps
+}
+
+func fmtStat(s *Stat, scale float64, digits int) string {
+	if s == nil || s.N == 0 {
+		return "–"
+	}
+	v := strconv.FormatFloat(s.Mean*scale, 'f', digits, 64)
+	if s.Std == nil {
+		return v
+	}
+	return v + " ± " + strconv.FormatFloat(*s.Std*math.Abs(scale), 'f', digits, 64)
+}
+
+func fmtDelta(d *Delta, scale float64, digits int) string {
+	if d == nil {
+		return "–"
+	}
+	v := strconv.FormatFloat(d.Diff*scale, 'f', digits, 64)
+	if d.Diff*scale >= 0 {
+		v = "+" + v
+	}
+	if d.SE == nil {
+		return v
+	}
+	return v + " ± " + strconv.FormatFloat(*d.SE*math.Abs(scale), 'f', digits, 64)
+}
+
+func duration(secs float64) string {
+	d := time.Duration(secs * float64(time.Second)).Round(time.Second)
+	h, m, s := int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60
+	switch {
+	case h > 0:
+		return fmt.Sprintf("%d h %02d min", h, m)
+	case m > 0:
+		return fmt.Sprintf("%d min %02d s", m, s)
+	}
+	return fmt.Sprintf("%d s", s)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+// cell keeps text from breaking a table row.
+func cell(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+}

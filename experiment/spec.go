@@ -1,0 +1,471 @@
+package experiment
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hdge-torch/hdge-torch/eval/suite"
+	"github.com/hdge-torch/hdge-torch/trainer"
+)
+
+// Spec is an experiment: trainer settings shared by every run (Base), the runs that differ from it,
+// the seeds each run is trained with, and how each is evaluated. Settings are keyed by the
+// train and eval commands' flag names, so a spec reads like the command lines it stands for.
+type Spec struct {
+	Path        string // the file it was read from, as given
+	Name        string
+	Description string
+	Base        map[string]any // train flag → value, over trainer.Defaults()
+	Runs        []RunSpec
+	Seeds       []uint64
+	Eval        map[string]any // eval flag → value
+	Out         string
+	// Baseline names the run the others are compared with in a table of differences ("" for none).
+	Baseline string
+
+	eval    evalSettings
+	fileOut string // Out as the file gives it, before any override
+}
+
+// RunSpec is one configuration of the grid: Set overrides the spec's Base.
+type RunSpec struct {
+	Name        string
+	Description string
+	Set         map[string]any
+}
+
+// Keys a spec may hold, in the order they are documented.
+var (
+	specKeys = []string{"name", "description", "base", "runs", "seeds", "eval", "out", "baseline"}
+	runKeys  = []string{"name", "description", "set"}
+	evalKeys = []string{"ood", "ood-limit", "test", "data-dir", "suites", "scores", "checkpoint", "pgd-norms", "pgd-linf-eps",
+		"pgd-l2-eps", "pgd-steps", "pgd-step-size", "pgd-restarts", "pgd-random-start", "pgd-limit", "batch-size", "seed"}
+	// runnerKeys are train flags the runner sets itself, one value per run directory.
+	runnerKeys = map[string]string{"seed": `use the spec's "seeds" list`, "out": `use the spec's "out"`}
+)
+
+var runName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
+// SpecError is a problem with a spec file: what is wrong and where.
+type SpecError struct {
+	Path string
+	Err  error
+}
+
+func (e *SpecError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *SpecError) Unwrap() error { return e.Err }
+
+// Load reads and checks a spec file: unknown keys, bad values and settings the trainer or the eval
+// suite would reject are reported with the file and the key.
+func Load(path string) (*Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &SpecError{Path: path, Err: err}
+	}
+	s, err := Parse(b)
+	if err != nil {
+		return nil, &SpecError{Path: path, Err: err}
+	}
+	s.Path = path
+	return s, nil
+}
+
+// Parse reads a spec from JSON and checks it (see Load).
+func Parse(b []byte) (*Spec, error) {
+	top, err := decodeObject(b, "the spec", specKeys)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spec{}
+	for _, k := range []struct {
+		key string
+		dst *string
+	}{{"name", &s.Name}, {"description", &s.Description}, {"out", &s.Out}, {"baseline", &s.Baseline}} {
+		if raw, ok := top[k.key]; ok {
+			if err := json.Unmarshal(raw, k.dst); err != nil {
+				return nil, fmt.Errorf("%q: want a string", k.key)
+			}
+		}
+	}
+	if s.Base, err = decodeSettings(top["base"], "base"); err != nil {
+		return nil, err
+	}
+	if s.Eval, err = decodeSettings(top["eval"], "eval"); err != nil {
+		return nil, err
+	}
+	if raw, ok := top["seeds"]; ok {
+		if err := json.Unmarshal(raw, &s.Seeds); err != nil {
+			return nil, fmt.Errorf(`"seeds": want a list of whole numbers ≥ 0, such as [1, 2, 3]`)
+		}
+	}
+	var runs []json.RawMessage
+	if raw, ok := top["runs"]; ok {
+		if err := json.Unmarshal(raw, &runs); err != nil {
+			return nil, fmt.Errorf(`"runs": want a list of {"name": ..., "set": {...}}`)
+		}
+	}
+	for i, raw := range runs {
+		where := fmt.Sprintf("runs[%d]", i)
+		obj, err := decodeObject(raw, where, runKeys)
+		if err != nil {
+			return nil, err
+		}
+		var r RunSpec
+		if err := json.Unmarshal(obj["name"], &r.Name); err != nil || r.Name == "" {
+			return nil, fmt.Errorf("%s: \"name\" is required (a string)", where)
+		}
+		where = fmt.Sprintf("runs[%d] (%s)", i, r.Name)
+		if raw, ok := obj["description"]; ok {
+			if err := json.Unmarshal(raw, &r.Description); err != nil {
+				return nil, fmt.Errorf("%s: \"description\": want a string", where)
+			}
+		}
+		if r.Set, err = decodeSettings(obj["set"], where+": set"); err != nil {
+			return nil, err
+		}
+		s.Runs = append(s.Runs, r)
+	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	s.fileOut = s.Out
+	return s, nil
+}
+
+// decodeObject reads a JSON object and rejects keys outside known, naming the key.
+func decodeObject(b []byte, where string, known []string) (map[string]json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line := 1 + bytes.Count(b[:min(int(se.Offset), len(b))], []byte("\n"))
+			return nil, fmt.Errorf("%s: invalid JSON at line %d: %v", where, line, err)
+		}
+		return nil, fmt.Errorf("%s: want a JSON object: %v", where, err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("%s: want a JSON object, got null", where)
+	}
+	for _, k := range sortedKeys(m) {
+		if !slices.Contains(known, k) {
+			return nil, fmt.Errorf("%s: unknown key %q (want %s)", where, k, strings.Join(known, ", "))
+		}
+	}
+	return m, nil
+}
+
+// decodeSettings reads a flag → value object, keeping numbers exact.
+func decodeSettings(raw json.RawMessage, where string) (map[string]any, error) {
+	if raw == nil {
+		return map[string]any{}, nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%s: want an object of flag names and values: %v", where, err)
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m, nil
+}
+
+func (s *Spec) check() error {
+	if s.Name == "" {
+		return fmt.Errorf(`"name" is required`)
+	}
+	if s.Out == "" {
+		return fmt.Errorf(`"out" is required: the folder the runs and results go to`)
+	}
+	if len(s.Runs) == 0 {
+		return fmt.Errorf(`"runs" is empty: give at least one {"name": ..., "set": {...}}`)
+	}
+	if len(s.Seeds) == 0 {
+		return fmt.Errorf(`"seeds" is empty: give at least one seed`)
+	}
+	for i, seed := range s.Seeds {
+		if slices.Contains(s.Seeds[:i], seed) {
+			return fmt.Errorf(`"seeds": %d appears twice`, seed)
+		}
+	}
+	for k := range s.Base {
+		if why, ok := runnerKeys[k]; ok {
+			return fmt.Errorf("base: %q is set by the runner for each run (%s)", k, why)
+		}
+	}
+	base := trainer.Defaults()
+	for _, k := range sortedKeys(s.Base) {
+		if err := trainer.SetOption(&base, k, s.Base[k]); err != nil {
+			return fmt.Errorf("base: %w", err)
+		}
+	}
+	for i, r := range s.Runs {
+		where := fmt.Sprintf("runs[%d] (%s)", i, r.Name)
+		if !runName.MatchString(r.Name) {
+			return fmt.Errorf("%s: the name is a folder name: lowercase letters, digits, '.', '_' or '-'", where)
+		}
+		for _, o := range s.Runs[:i] {
+			if o.Name == r.Name {
+				return fmt.Errorf("%s: two runs are named %q", where, r.Name)
+			}
+		}
+		for k := range r.Set {
+			if why, ok := runnerKeys[k]; ok {
+				return fmt.Errorf("%s: set: %q is set by the runner for each run (%s)", where, k, why)
+			}
+		}
+		cfg, err := s.config(r, s.Seeds[0])
+		if err != nil {
+			return fmt.Errorf("%s: set: %w", where, err)
+		}
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("%s: the run's settings are not valid: %w", where, err)
+		}
+	}
+	if s.Baseline != "" && s.run(s.Baseline) == nil {
+		return fmt.Errorf(`"baseline": no run is named %q`, s.Baseline)
+	}
+	ev, err := parseEval(s.Eval)
+	if err != nil {
+		return err
+	}
+	s.eval = ev
+	return nil
+}
+
+func (s *Spec) run(name string) *RunSpec {
+	for i := range s.Runs {
+		if s.Runs[i].Name == name {
+			return &s.Runs[i]
+		}
+	}
+	return nil
+}
+
+// RunNames lists the runs in spec order.
+func (s *Spec) RunNames() []string {
+	out := make([]string, len(s.Runs))
+	for i, r := range s.Runs {
+		out[i] = r.Name
+	}
+	return out
+}
+
+// RunDir is where a run is trained for one seed; its evaluation goes in RunDir/eval.
+func (s *Spec) RunDir(run string, seed uint64) string {
+	return filepath.Join(s.Out, run, fmt.Sprintf("seed-%d", seed))
+}
+
+// Config is the trainer configuration of a run and seed: the trainer's defaults, then Base, then
+// the run's Set.
+func (s *Spec) Config(run string, seed uint64) (trainer.Config, error) {
+	r := s.run(run)
+	if r == nil {
+		return trainer.Config{}, fmt.Errorf("no run is named %q (the spec has %s)", run, strings.Join(s.RunNames(), ", "))
+	}
+	return s.config(*r, seed)
+}
+
+func (s *Spec) config(r RunSpec, seed uint64) (trainer.Config, error) {
+	cfg := trainer.Defaults()
+	for _, k := range sortedKeys(s.Base) {
+		if err := trainer.SetOption(&cfg, k, s.Base[k]); err != nil {
+			return cfg, err
+		}
+	}
+	for _, k := range sortedKeys(r.Set) {
+		if err := trainer.SetOption(&cfg, k, r.Set[k]); err != nil {
+			return cfg, err
+		}
+	}
+	cfg.Seed = seed
+	cfg.Out = s.RunDir(r.Name, seed)
+	return cfg, nil
+}
+
+// evalSettings is the parsed "eval" object: a suite.Config without the model or output folder.
+type evalSettings struct {
+	cfg  suite.Config
+	last bool // evaluate the newest checkpoint rather than the best on validation
+}
+
+// parseEval reads the "eval" object with the eval command's flag names and defaults.
+func parseEval(m map[string]any) (evalSettings, error) {
+	var ev evalSettings
+	for _, k := range sortedKeys(m) {
+		if !slices.Contains(evalKeys, k) {
+			return ev, fmt.Errorf("eval: unknown key %q (want %s)", k, strings.Join(evalKeys, ", "))
+		}
+	}
+	str := func(k, def string) (string, error) {
+		v, ok := m[k]
+		if !ok {
+			return def, nil
+		}
+		switch x := v.(type) {
+		case string:
+			return x, nil
+		case json.Number:
+			return x.String(), nil
+		}
+		return "", fmt.Errorf("eval: %q: want a string such as \"1/255,8/255\" or a number", k)
+	}
+	num := func(k string, def int) (int, error) {
+		v, ok := m[k]
+		if !ok {
+			return def, nil
+		}
+		n, isNum := v.(json.Number)
+		i, err := strconv.Atoi(n.String())
+		if !isNum || err != nil || i < 0 {
+			return 0, fmt.Errorf("eval: %q: want a whole number ≥ 0", k)
+		}
+		return i, nil
+	}
+	cfg := suite.Config{Seed: 1}
+	p := suite.DefaultPGD()
+	var err error
+	if cfg.Test, err = str("test", ""); err != nil {
+		return ev, err
+	}
+	if cfg.DataDir, err = str("data-dir", ""); err != nil {
+		return ev, err
+	}
+	if cfg.OODLimit, err = num("ood-limit", 0); err != nil {
+		return ev, err
+	}
+	if cfg.BatchSize, err = num("batch-size", 0); err != nil {
+		return ev, err
+	}
+	seed, err := num("seed", 1)
+	if err != nil {
+		return ev, err
+	}
+	cfg.Seed = uint64(seed)
+	if p.Limit, err = num("pgd-limit", p.Limit); err != nil {
+		return ev, err
+	}
+	if p.Restarts, err = num("pgd-restarts", p.Restarts); err != nil {
+		return ev, err
+	}
+	if v, ok := m["pgd-random-start"]; ok {
+		b, isBool := v.(bool)
+		if !isBool {
+			return ev, fmt.Errorf(`eval: "pgd-random-start": want true or false`)
+		}
+		p.RandomStart = b
+	}
+	if v, ok := m["pgd-step-size"]; ok {
+		n, isNum := v.(json.Number)
+		f, err := n.Float64()
+		if !isNum || err != nil || f < 0 {
+			return ev, fmt.Errorf(`eval: "pgd-step-size": want a number ≥ 0 (0: 2.5·ε/steps)`)
+		}
+		p.StepSize = f
+	}
+	// The list-valued settings go through the eval command's own parsers, so they accept and
+	// reject exactly what its flags do.
+	wrap := func(err error) error {
+		var ie *suite.InputError
+		if errors.As(err, &ie) {
+			return fmt.Errorf("eval: %q: %v", ie.Flag, ie.Err)
+		}
+		return fmt.Errorf("eval: %v", err)
+	}
+	if _, ok := m["ood"]; ok {
+		s, err := str("ood", "")
+		if err != nil {
+			return ev, err
+		}
+		if cfg.OOD, err = suite.ParseOOD(s); err != nil {
+			return ev, wrap(err)
+		}
+		if cfg.OOD == nil {
+			cfg.OOD = []suite.SetSpec{} // "" asks for none; absent means the test set's defaults
+		}
+	}
+	if _, ok := m["suites"]; ok {
+		s, err := str("suites", "")
+		if err != nil {
+			return ev, err
+		}
+		if cfg.Suites, err = suite.ParseSuites(s); err != nil {
+			return ev, wrap(err)
+		}
+	}
+	if _, ok := m["scores"]; ok {
+		s, err := str("scores", "")
+		if err != nil {
+			return ev, err
+		}
+		if cfg.Scores, err = suite.ParseScores(s); err != nil {
+			return ev, wrap(err)
+		}
+	}
+	if _, ok := m["pgd-norms"]; ok {
+		s, err := str("pgd-norms", "")
+		if err != nil {
+			return ev, err
+		}
+		if p.Norms, err = suite.ParseNorms(s); err != nil {
+			return ev, wrap(err)
+		}
+	}
+	for _, n := range []string{"linf", "l2"} {
+		k := "pgd-" + n + "-eps"
+		if _, ok := m[k]; !ok {
+			continue
+		}
+		s, err := str(k, "")
+		if err != nil {
+			return ev, err
+		}
+		if p.Eps[n], err = suite.ParseEps(k, s); err != nil {
+			return ev, wrap(err)
+		}
+	}
+	if _, ok := m["pgd-steps"]; ok {
+		s, err := str("pgd-steps", "")
+		if err != nil {
+			return ev, err
+		}
+		if p.Steps, err = suite.ParseSteps(s); err != nil {
+			return ev, wrap(err)
+		}
+	}
+	cfg.PGD = p
+	switch ck, err := str("checkpoint", "best"); {
+	case err != nil:
+		return ev, err
+	case ck == "last":
+		ev.last = true
+	case ck != "best":
+		return ev, fmt.Errorf(`eval: "checkpoint": unknown value %q (want best, the best on validation, or last)`, ck)
+	}
+	ev.cfg = cfg
+	return ev, nil
+}
+
+// evalKey identifies the evaluation settings; an evaluation made with other settings is redone.
+func (s *Spec) evalKey() string {
+	b, _ := json.Marshal(s.Eval) // map keys come out sorted, so equal settings give equal text
+	return string(b)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
