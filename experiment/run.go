@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/hdge-torch/hdge-torch/data"
 	"github.com/hdge-torch/hdge-torch/eval/suite"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
@@ -135,6 +136,25 @@ func jsonText(v any) string {
 	return string(b)
 }
 
+// checkOODData loads each named OOD set once before anything is trained: a missing set would
+// otherwise stop the sitting only after the first run has trained.
+func (s *Spec) checkOODData(runDataDir string) error {
+	dir := s.eval.cfg.DataDir
+	if dir == "" {
+		dir = runDataDir
+	}
+	src := data.DefaultSource(dir)
+	for _, set := range s.eval.cfg.OOD {
+		if set.Synthetic() {
+			continue
+		}
+		if _, err := src.Load(set.Spec, data.Test); err != nil {
+			return fmt.Errorf("eval: OOD set %s: %v", set.Name, err)
+		}
+	}
+	return nil
+}
+
 // runner carries one sitting.
 type runner struct {
 	spec *Spec
@@ -163,6 +183,11 @@ func Run(ctx context.Context, s *Spec, opts Options) (*Results, error) {
 	}
 	for _, u := range units {
 		if err := u.checkDir(); err != nil {
+			return nil, &SpecError{Path: s.Path, Err: err}
+		}
+	}
+	if len(units) > 0 {
+		if err := s.checkOODData(units[0].cfg.DataDir); err != nil {
 			return nil, &SpecError{Path: s.Path, Err: err}
 		}
 	}
