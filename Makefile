@@ -70,3 +70,15 @@ run: deps
 	bin/hdge-torch train --out $(RUN_DIR) && \
 	bin/hdge-torch eval --checkpoint $(RUN_DIR) --out $(RUN_DIR)/eval $(RUN_EVAL_FLAGS)
 	@echo "report: $(RUN_DIR)/eval/report.html (numbers in $(RUN_DIR)/eval/metrics.json)"
+
+# Experiments of the README's Results (hours on a CPU; the specs are experiments/*.json). Finished
+# runs are skipped, so after an interruption the same target continues. EXPERIMENT_FLAGS passes
+# e.g. --only ce or --seeds 1; `bin/hdge-torch experiment aggregate SPEC` re-makes the tables alone.
+.PHONY: experiment-fashion experiment-k experiment-cifar10
+EXPERIMENT_FLAGS ?=
+experiment-fashion: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-grid.json
+experiment-k: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k.json
+experiment-cifar10: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10.json
