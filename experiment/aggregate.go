@@ -380,11 +380,12 @@ func unitStatus(u Unit, st *State, evalKey string) UnitStatus {
 		us.Status, us.Note = StatusFailed, st.Failed
 	case err != nil:
 		us.Status, us.Note = StatusTraining, "no summary.json yet (interrupted, or training now)"
-	case !exists(filepath.Join(u.Dir, evalDir, suite.MetricsFile)) || st == nil || st.Eval == nil:
+	case st != nil && st.Failed != "" && (st.Eval == nil || !exists(filepath.Join(u.Dir, evalDir, suite.MetricsFile))):
+		us.Status, us.Note = StatusFailed, st.Failed
+	case !exists(filepath.Join(u.Dir, evalDir, suite.MetricsFile)):
 		us.Status, us.Note = StatusTrained, "not evaluated yet"
-		if st != nil && st.Failed != "" {
-			us.Status, us.Note = StatusFailed, st.Failed
-		}
+	case st == nil || st.Eval == nil:
+		us.Status, us.Note = StatusTrained, "evaluated outside the runner (no record in "+StateFile+"); run the spec again to evaluate it with its settings"
 	case st.Eval.Settings != evalKey:
 		us.Status, us.Note = StatusTrained, "evaluated with other eval settings than the spec now gives"
 	case st.Eval.TrainSteps != sum.Steps:
