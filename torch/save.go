@@ -27,7 +27,7 @@ func Save(path string, named map[string]*Tensor) error {
 	sort.Strings(keys)
 	d := ptfile.NewOrderedDict()
 	for _, k := range keys {
-		pt, err := hostTensor(named[k])
+		pt, err := ToHost(named[k])
 		if err != nil {
 			return &Error{Op: "Save", Msg: fmt.Sprintf("%s: tensor %q: %v", path, k, err)}
 		}
@@ -39,8 +39,8 @@ func Save(path string, named map[string]*Tensor) error {
 	return nil
 }
 
-// hostTensor copies t into a ptfile.Tensor in its own dtype.
-func hostTensor(t *Tensor) (*ptfile.Tensor, error) {
+// ToHost copies t (any device) into a ptfile.Tensor of its own dtype, ready to be written.
+func ToHost(t *Tensor) (*ptfile.Tensor, error) {
 	if !t.live() {
 		return nil, fmt.Errorf("nil or freed")
 	}
@@ -121,7 +121,7 @@ func Load(s *Scope, path string) (map[string]*Tensor, error) {
 				}
 			}
 		case *ptfile.Tensor:
-			t, err := deviceTensor(s, x)
+			t, err := s.FromHost(x)
 			if err != nil {
 				return &Error{Op: "Load", Msg: fmt.Sprintf("%s: tensor %q: %v", path, prefix, err)}
 			}
@@ -136,8 +136,9 @@ func Load(s *Scope, path string) (map[string]*Tensor, error) {
 	return out, nil
 }
 
-// deviceTensor builds a CPU tensor of s from a ptfile.Tensor.
-func deviceTensor(s *Scope, pt *ptfile.Tensor) (*Tensor, error) {
+// FromHost builds a CPU tensor of s from a ptfile.Tensor (float16/bfloat16 widen to float32,
+// int32/16/8 to int64).
+func (s *Scope) FromHost(pt *ptfile.Tensor) (*Tensor, error) {
 	n := pt.Numel()
 	for _, d := range pt.Shape {
 		if d < 0 {

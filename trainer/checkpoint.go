@@ -1,10 +1,8 @@
 package trainer
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -40,95 +38,6 @@ type checkpoint struct {
 	Config    Config
 }
 
-func toPT(t *torch.Tensor) (*ptfile.Tensor, error) {
-	p := &ptfile.Tensor{Shape: t.Shape()}
-	switch t.DType() {
-	case torch.Float32:
-		v, err := t.Float32s()
-		if err != nil {
-			return nil, err
-		}
-		p.DType, p.Data = "float32", make([]byte, 4*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint32(p.Data[4*i:], math.Float32bits(x))
-		}
-	case torch.Float64:
-		v, err := t.Float64s()
-		if err != nil {
-			return nil, err
-		}
-		p.DType, p.Data = "float64", make([]byte, 8*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint64(p.Data[8*i:], math.Float64bits(x))
-		}
-	case torch.Int64:
-		v, err := t.Int64s()
-		if err != nil {
-			return nil, err
-		}
-		p.DType, p.Data = "int64", make([]byte, 8*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint64(p.Data[8*i:], uint64(x))
-		}
-	case torch.Uint8, torch.Bool:
-		v, err := t.Uint8s()
-		if err != nil {
-			return nil, err
-		}
-		p.DType, p.Data = "uint8", v
-		if t.DType() == torch.Bool {
-			p.DType = "bool"
-		}
-	default:
-		return nil, fmt.Errorf("cannot save dtype %v", t.DType())
-	}
-	return p, nil
-}
-
-func fromPT(s *torch.Scope, p *ptfile.Tensor) (*torch.Tensor, error) {
-	n := 1
-	for _, d := range p.Shape {
-		n *= int(d)
-	}
-	size := map[string]int{"float32": 4, "float64": 8, "int64": 8, "uint8": 1, "bool": 1}[p.DType]
-	if size == 0 {
-		return nil, fmt.Errorf("unsupported dtype %q", p.DType)
-	}
-	if len(p.Data) != n*size {
-		return nil, fmt.Errorf("tensor of shape %v and dtype %s needs %d bytes, file holds %d", p.Shape, p.DType, n*size, len(p.Data))
-	}
-	var t *torch.Tensor
-	switch p.DType {
-	case "float32":
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(p.Data[4*i:]))
-		}
-		t = s.FromFloat32(v, p.Shape...)
-	case "float64":
-		v := make([]float64, n)
-		for i := range v {
-			v[i] = math.Float64frombits(binary.LittleEndian.Uint64(p.Data[8*i:]))
-		}
-		t = s.FromFloat64(v, p.Shape...)
-	case "int64":
-		v := make([]int64, n)
-		for i := range v {
-			v[i] = int64(binary.LittleEndian.Uint64(p.Data[8*i:]))
-		}
-		t = s.FromInt64(v, p.Shape...)
-	case "uint8":
-		t = s.FromUint8(append([]uint8(nil), p.Data...), p.Shape...)
-	case "bool":
-		v := make([]bool, n)
-		for i := range v {
-			v[i] = p.Data[i] != 0
-		}
-		t = s.FromBool(v, p.Shape...)
-	}
-	return t, s.Err()
-}
-
 func ptDict(keys []string, m map[string]*torch.Tensor) (*ptfile.OrderedDict, error) {
 	if keys == nil {
 		for k := range m {
@@ -138,7 +47,7 @@ func ptDict(keys []string, m map[string]*torch.Tensor) (*ptfile.OrderedDict, err
 	}
 	d := ptfile.NewOrderedDict()
 	for _, k := range keys {
-		p, err := toPT(m[k])
+		p, err := torch.ToHost(m[k])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}
@@ -222,7 +131,7 @@ func loadCheckpoint(s *torch.Scope, path string) (*checkpoint, error) {
 			if !ok {
 				return nil, nil, bad(key + "." + k + " is not a tensor")
 			}
-			t, err := fromPT(s, p)
+			t, err := s.FromHost(p)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s: %s.%s: %w", path, key, k, err)
 			}

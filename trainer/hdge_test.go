@@ -31,7 +31,7 @@ func loadRef(t *testing.T, s *torch.Scope, path string) map[string]*torch.Tensor
 	out := map[string]*torch.Tensor{}
 	d := v.(*ptfile.OrderedDict)
 	for _, k := range d.Keys {
-		tt, err := fromPT(s, d.Values[k].(*ptfile.Tensor))
+		tt, err := s.FromHost(d.Values[k].(*ptfile.Tensor))
 		if err != nil {
 			t.Fatalf("%s: %v", k, err)
 		}
