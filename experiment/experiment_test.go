@@ -2,84 +2,24 @@ package experiment
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hdge-torch/hdge-torch/internal/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
-
-func repoRoot(t *testing.T) string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the test file")
-	}
-	return filepath.Join(filepath.Dir(file), "..")
-}
-
-// smallFashion writes the first n training and test images of Debian's Fashion-MNIST as IDX
-// files in a temporary folder and returns it as an idx:DIR dataset spec.
-func smallFashion(t *testing.T, n int) string {
-	t.Helper()
-	src := "/usr/share/datasets/fashion-mnist"
-	if _, err := os.Stat(src); err != nil {
-		t.Skip("Debian's dataset-fashion-mnist is not installed; `make deps` installs it")
-	}
-	dir := t.TempDir()
-	for _, split := range []string{"train", "t10k"} {
-		copyIDX(t, filepath.Join(src, split+"-images-idx3-ubyte.gz"), filepath.Join(dir, split+"-images-idx3-ubyte"), n, 28*28)
-		copyIDX(t, filepath.Join(src, split+"-labels-idx1-ubyte.gz"), filepath.Join(dir, split+"-labels-idx1-ubyte"), n, 1)
-	}
-	return "idx:" + dir
-}
-
-func copyIDX(t *testing.T, from, to string, n, recSize int) {
-	t.Helper()
-	f, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(zr)
-	var magic uint32
-	if err := binary.Read(r, binary.BigEndian, &magic); err != nil {
-		t.Fatal(err)
-	}
-	shape := make([]uint32, int(magic&0xff))
-	if err := binary.Read(r, binary.BigEndian, shape); err != nil {
-		t.Fatal(err)
-	}
-	shape[0] = uint32(n)
-	out, err := os.Create(to)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	_ = binary.Write(out, binary.BigEndian, magic)
-	_ = binary.Write(out, binary.BigEndian, shape)
-	if _, err := io.CopyN(out, r, int64(n*recSize)); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // hookCore calls hook with every entry and all its fields (those added by With included) before
 // passing it on, so a test can act at an exact point of a run, synchronously.
@@ -133,11 +73,11 @@ func mtime(t *testing.T, path string) time.Time {
 // smokeSpec is experiments/smoke.json on a 200-image Fashion-MNIST subset, writing to a
 // temporary folder.
 func smokeSpec(t *testing.T) *Spec {
-	s, err := Load(filepath.Join(repoRoot(t), "experiments", "smoke.json"))
+	s, err := Load(filepath.Join(testutil.RepoRoot(), "experiments", "smoke.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Base["dataset"] = smallFashion(t, 200)
+	s.Base["dataset"] = testutil.SmallFashion(t, t.TempDir(), 200, 200)
 	s.Out = filepath.Join(t.TempDir(), "out")
 	return s
 }
@@ -422,7 +362,7 @@ func TestSpecErrors(t *testing.T) {
 
 // TestShippedSpecs: every spec in experiments/ loads, and the grid ones cover what they are for.
 func TestShippedSpecs(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(repoRoot(t), "experiments", "*.json"))
+	files, err := filepath.Glob(filepath.Join(testutil.RepoRoot(), "experiments", "*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no specs found: %v", err)
 	}

@@ -1,12 +1,8 @@
 package trainer
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"errors"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,58 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hdge-torch/hdge-torch/internal/testutil"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
-
-// smallFashion writes the first n training and test images of Debian's Fashion-MNIST as IDX
-// files in a temporary folder and returns it as an idx:DIR dataset spec.
-func smallFashion(t *testing.T, n int) string {
-	t.Helper()
-	src := "/usr/share/datasets/fashion-mnist"
-	if _, err := os.Stat(src); err != nil {
-		t.Skip("Debian's dataset-fashion-mnist is not installed; `make deps` installs it")
-	}
-	dir := t.TempDir()
-	for _, split := range []string{"train", "t10k"} {
-		copyIDX(t, filepath.Join(src, split+"-images-idx3-ubyte.gz"), filepath.Join(dir, split+"-images-idx3-ubyte"), n, 28*28)
-		copyIDX(t, filepath.Join(src, split+"-labels-idx1-ubyte.gz"), filepath.Join(dir, split+"-labels-idx1-ubyte"), n, 1)
-	}
-	return "idx:" + dir
-}
-
-func copyIDX(t *testing.T, from, to string, n, recSize int) {
-	t.Helper()
-	f, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(zr)
-	var magic uint32
-	if err := binary.Read(r, binary.BigEndian, &magic); err != nil {
-		t.Fatal(err)
-	}
-	dims := int(magic & 0xff)
-	shape := make([]uint32, dims)
-	if err := binary.Read(r, binary.BigEndian, shape); err != nil {
-		t.Fatal(err)
-	}
-	shape[0] = uint32(n)
-	out, err := os.Create(to)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	_ = binary.Write(out, binary.BigEndian, magic)
-	_ = binary.Write(out, binary.BigEndian, shape)
-	if _, err := io.CopyN(out, r, int64(n*recSize)); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func tinyConfig(t *testing.T, dataset string) Config {
 	c := Defaults()
@@ -111,7 +58,7 @@ func weights(t *testing.T, path string) map[string][]float64 {
 // TestResumeIsExact: a run interrupted after some steps and resumed ends with the same
 // weights, optimiser state and queue, bit for bit, as one that ran straight through.
 func TestResumeIsExact(t *testing.T) {
-	ds := smallFashion(t, 200)
+	ds := testutil.SmallFashion(t, t.TempDir(), 200, 200)
 	full := tinyConfig(t, ds)
 	full.Steps = 14 // crosses an epoch boundary: (200-64)/24 = 5 batches per epoch
 	sumA, err := Train(context.Background(), full, Options{SkipTest: true})
@@ -153,7 +100,7 @@ func TestResumeIsExact(t *testing.T) {
 // TestInterruptSavesCheckpoint: cancelling the context (what Ctrl-C does) saves a checkpoint
 // at the current step, and the run can be continued from it.
 func TestInterruptSavesCheckpoint(t *testing.T) {
-	ds := smallFashion(t, 200)
+	ds := testutil.SmallFashion(t, t.TempDir(), 200, 200)
 	cfg := tinyConfig(t, ds)
 	cfg.Steps = 1000
 	cfg.CkptEvery = 0
@@ -192,7 +139,7 @@ func TestInterruptSavesCheckpoint(t *testing.T) {
 // TestNonFiniteLossStops: a diverging run stops with a clear error and leaves the last good
 // checkpoint, with finite weights, in place.
 func TestNonFiniteLossStops(t *testing.T) {
-	ds := smallFashion(t, 200)
+	ds := testutil.SmallFashion(t, t.TempDir(), 200, 200)
 	cfg := tinyConfig(t, ds)
 	cfg.Optimizer = "sgd"
 	cfg.Momentum = 0.9

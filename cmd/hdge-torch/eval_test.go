@@ -1,107 +1,29 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"image/png"
-	"io"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hdge-torch/hdge-torch/eval/npy"
+	"github.com/hdge-torch/hdge-torch/internal/testutil"
 	"github.com/hdge-torch/hdge-torch/torch/ptfile"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
-
-// evalRepoRoot is the repository root, found from this file's location.
-func evalRepoRoot(t *testing.T) string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the test file")
-	}
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// evalSharedData is the folder of MNIST and CIFAR copies: $HDGE_SHARED_DATA, else ../shared/data
-// next to the repository; "" when absent.
-func evalSharedData(t *testing.T) string {
-	dir := os.Getenv("HDGE_SHARED_DATA")
-	if dir == "" {
-		dir = filepath.Join(evalRepoRoot(t), "..", "shared", "data")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "mnist")); err != nil {
-		return ""
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
-
-// evalSmallFashion writes the first nTrain training and nTest test images of Debian's
-// Fashion-MNIST as IDX files and returns the idx:DIR spec.
-func evalSmallFashion(t *testing.T, dir string, nTrain, nTest int) string {
-	src := "/usr/share/datasets/fashion-mnist"
-	if _, err := os.Stat(src); err != nil {
-		t.Skip("Debian's dataset-fashion-mnist is not installed; `make deps` installs it")
-	}
-	for _, s := range []struct {
-		split string
-		n     int
-	}{{"train", nTrain}, {"t10k", nTest}} {
-		evalCopyIDX(t, filepath.Join(src, s.split+"-images-idx3-ubyte.gz"), filepath.Join(dir, s.split+"-images-idx3-ubyte"), s.n, 28*28)
-		evalCopyIDX(t, filepath.Join(src, s.split+"-labels-idx1-ubyte.gz"), filepath.Join(dir, s.split+"-labels-idx1-ubyte"), s.n, 1)
-	}
-	return "idx:" + dir
-}
-
-func evalCopyIDX(t *testing.T, from, to string, n, recSize int) {
-	f, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(zr)
-	var magic uint32
-	if err := binary.Read(r, binary.BigEndian, &magic); err != nil {
-		t.Fatal(err)
-	}
-	shape := make([]uint32, magic&0xff)
-	if err := binary.Read(r, binary.BigEndian, shape); err != nil {
-		t.Fatal(err)
-	}
-	shape[0] = uint32(n)
-	var out bytes.Buffer
-	_ = binary.Write(&out, binary.BigEndian, magic)
-	_ = binary.Write(&out, binary.BigEndian, shape)
-	if _, err := io.CopyN(&out, r, int64(n*recSize)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, out.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 type cliResult struct {
 	code           int
@@ -162,7 +84,7 @@ func TestEvalCommand(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(tmp, "fashion"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ds := evalSmallFashion(t, filepath.Join(tmp, "fashion"), 400, 300)
+	ds := testutil.SmallFashion(t, filepath.Join(tmp, "fashion"), 400, 300)
 	start := time.Now()
 	bin := filepath.Join(tmp, "hdge-torch")
 	build := exec.Command("go", "build", "-o", bin, ".")
@@ -181,7 +103,7 @@ func TestEvalCommand(t *testing.T) {
 	}
 	t.Logf("trained in %v", time.Since(start).Round(time.Millisecond))
 
-	shared := evalSharedData(t)
+	shared := testutil.SharedData()
 	ood := "interp,uniform,gaussian"
 	var env []string
 	if shared != "" {

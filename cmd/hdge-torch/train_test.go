@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hdge-torch/hdge-torch/internal/testutil"
 )
 
 func buildCLI(t *testing.T) string {
@@ -25,7 +27,7 @@ func buildCLI(t *testing.T) string {
 func TestTrainFlagErrors(t *testing.T) {
 	bin := buildCLI(t)
 	tmp := t.TempDir()
-	ds := evalSmallFashion(t, tmp, 100, 50)
+	ds := testutil.SmallFashion(t, tmp, 100, 50)
 	cases := []struct {
 		args []string
 		code int
@@ -63,7 +65,7 @@ func TestTrainFlagErrors(t *testing.T) {
 func TestTrainCtrlC(t *testing.T) {
 	bin := buildCLI(t)
 	tmp := t.TempDir()
-	ds := evalSmallFashion(t, tmp, 300, 50)
+	ds := testutil.SmallFashion(t, tmp, 300, 50)
 	run := filepath.Join(tmp, "run")
 	cmd := exec.Command(bin, "train", "--dataset", ds, "--model", "wrn-10-1", "--val-size", "50", "--batch-size", "16",
 		"--queue-size", "64", "--steps", "100000", "--log-every", "1", "--threads", "1", "--out", run)
