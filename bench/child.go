@@ -1,0 +1,574 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/hdge-torch/hdge-torch/data"
+	"github.com/hdge-torch/hdge-torch/eval"
+	"github.com/hdge-torch/hdge-torch/eval/npy"
+	"github.com/hdge-torch/hdge-torch/torch"
+	"github.com/hdge-torch/hdge-torch/trainer"
+)
+
+// ChildMain turns the process into a Go child when the environment asks for one: it runs the
+// measurement, prints its JSON result and exits. Otherwise it returns at once. Binaries that run
+// the benchmark (hdgebench, this package's tests) call it first thing.
+func ChildMain() {
+	if os.Getenv(envChild) == "" {
+		return
+	}
+	var rc RunConfig
+	if err := json.Unmarshal([]byte(os.Getenv(envConfig)), &rc); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: not a run configuration: %v\n", envConfig, err)
+		os.Exit(2)
+	}
+	res, err := runChild(rc)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go %s (%s): %v\n", rc.Mode, rc.label(), err)
+		os.Exit(1)
+	}
+	res.Threads, res.Torch, res.HWMEndKiB = torch.NumThreads(), torch.Version(), selfKiB("VmHWM")
+	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func runChild(rc RunConfig) (*RunResult, error) {
+	if rc.Threads > 0 {
+		torch.SetNumThreads(rc.Threads)
+	}
+	switch rc.Mode {
+	case "train":
+		return goTrain(rc)
+	case "stepratio":
+		return goStepRatio(rc)
+	case "contrastive":
+		return goContrastive(rc)
+	case "pipeline":
+		return goPipeline(rc)
+	case "eval":
+		return goEval(rc)
+	case "parity":
+		return goParity(rc)
+	case "gemm":
+		return goGEMM(rc)
+	}
+	return nil, fmt.Errorf("unknown mode %q", rc.Mode)
+}
+
+func flipFlag(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// trainerConfig is the trainer configuration a run describes: no validation split, a constant
+// learning rate, one metrics line per step and checkpoints only at the end.
+func trainerConfig(rc RunConfig) trainer.Config {
+	c := trainer.Defaults()
+	c.ValSize = 0
+	c.Model, c.Norm, c.Dropout = rc.Model, "none", 0
+	c.Objective, c.Alpha, c.QueueSize, c.Temperature = rc.Objective, rc.Alpha, rc.QueueSize, rc.Temperature
+	c.Contrast, c.NormLogits = "official", true
+	c.Optimizer, c.LR, c.Warmup = "adam", rc.LR, 0
+	c.BatchSize, c.Steps = rc.Batch, rc.WarmupSteps+rc.Steps
+	c.Crop, c.Flip, c.Noise = rc.Augment.Crop, flipFlag(rc.Augment.Flip), rc.Augment.Noise
+	c.Workers, c.Seed, c.Threads, c.Device = rc.Workers, rc.Seed, rc.Threads, rc.Device
+	c.Out, c.KeepLast, c.CkptEvery, c.LogEvery = rc.Dir, 1, 0, 1
+	return c
+}
+
+// goTrain runs the real training loop (trainer.Train) and reads its per-step metrics: with one
+// log line per step, each line's img/s window is exactly one loop iteration, batch wait included.
+func goTrain(rc RunConfig) (*RunResult, error) {
+	if rc.Dataset == nil {
+		return nil, fmt.Errorf("no dataset")
+	}
+	cfg := trainerConfig(rc)
+	spec, err := rc.Dataset.goSpec()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dataset = spec
+	if _, err := trainer.Train(context.Background(), cfg, trainer.Options{SkipTest: true}); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(rc.Dir, "metrics.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	res := &RunResult{Batch: rc.Batch}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m struct {
+			Step       int      `json:"step"`
+			ImgPerS    *float64 `json:"img_per_s"`
+			DataWaitMS *float64 `json:"data_wait_ms"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			return nil, fmt.Errorf("metrics.jsonl: %w", err)
+		}
+		if m.ImgPerS == nil || m.Step <= rc.WarmupSteps {
+			continue
+		}
+		res.StepS = append(res.StepS, float64(rc.Batch) / *m.ImgPerS)
+		res.WaitS = append(res.WaitS, *m.DataWaitMS/1000)
+	}
+	if len(res.StepS) != rc.Steps {
+		return nil, fmt.Errorf("metrics.jsonl has %d measured steps, want %d", len(res.StepS), rc.Steps)
+	}
+	return res, sc.Err()
+}
+
+// stepper runs training steps of one model outside the loop, in the loop's order (forward, loss,
+// its values, backward, optimiser step, zero grad, objective update), for measurements that
+// alternate objectives within one process.
+type stepper struct {
+	model  *trainer.Model
+	opt    *torch.Adam
+	params []*torch.Tensor
+	x      []float32
+	y      []int64
+	shape  []int64
+}
+
+func newStepper(rc RunConfig) (*stepper, error) {
+	if len(rc.Shape) != 3 {
+		return nil, fmt.Errorf("shape %v: want C, H, W", rc.Shape)
+	}
+	cfg := trainerConfig(rc)
+	m, err := trainer.BuildModel(cfg, rc.Shape[0], rc.Classes, rc.Seed)
+	if err != nil {
+		return nil, err
+	}
+	st := &stepper{model: m, params: m.Parameters()}
+	st.opt = torch.NewAdam(st.params, torch.AdamConfig{LR: rc.LR, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8})
+	r := rand.New(rand.NewPCG(rc.Seed, 7))
+	n := rc.Batch * rc.Shape[0] * rc.Shape[1] * rc.Shape[2]
+	st.x = make([]float32, n)
+	for i := range st.x {
+		st.x[i] = float32(r.NormFloat64())
+	}
+	st.y = make([]int64, rc.Batch)
+	for i := range st.y {
+		st.y[i] = int64(r.IntN(rc.Classes))
+	}
+	st.shape = []int64{int64(rc.Batch), int64(rc.Shape[0]), int64(rc.Shape[1]), int64(rc.Shape[2])}
+	return st, nil
+}
+
+func (st *stepper) close() {
+	st.opt.Close()
+	st.model.Close()
+}
+
+func (st *stepper) step(obj trainer.Objective) error {
+	s := torch.NewScope()
+	defer s.Close()
+	x := s.FromFloat32(st.x, st.shape...)
+	y := s.FromInt64(st.y, st.shape[0])
+	if st.model.Dev != torch.CPU {
+		x, y = s.To(x, st.model.Dev), s.To(y, st.model.Dev)
+	}
+	logits := st.model.Forward(s, x, true)
+	loss, terms := obj.Loss(s, logits, y)
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if _, err := loss.Item(); err != nil {
+		return err
+	}
+	for _, t := range terms {
+		if _, err := t.Value.Item(); err != nil {
+			return err
+		}
+	}
+	s.Backward(loss)
+	if err := s.Err(); err != nil {
+		return err
+	}
+	if err := st.opt.Step(); err != nil {
+		return err
+	}
+	torch.ZeroGrad(st.params)
+	return obj.Update(logits)
+}
+
+func objectiveConfig(rc RunConfig, kind string, alpha float64) trainer.ObjectiveConfig {
+	return trainer.ObjectiveConfig{Kind: kind, Alpha: alpha, QueueSize: rc.QueueSize, Temperature: rc.Temperature,
+		Form: "official", NormLogits: true, Classes: rc.Classes}
+}
+
+// goStepRatio alternates CE and HDGE steps on one model and a fixed random batch, so that machine
+// load hits both alike; the order flips every step pair.
+func goStepRatio(rc RunConfig) (*RunResult, error) {
+	st, err := newStepper(rc)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
+	dev := st.model.Dev
+	gen, err := torch.NewGenerator(rc.Seed+1, torch.CPU)
+	if err != nil {
+		return nil, err
+	}
+	defer gen.Close()
+	ce, err := trainer.NewObjective(objectiveConfig(rc, "ce", 1), gen, dev)
+	if err != nil {
+		return nil, err
+	}
+	defer ce.Close()
+	hdge, err := trainer.NewObjective(objectiveConfig(rc, "hdge", rc.Alpha), gen, dev)
+	if err != nil {
+		return nil, err
+	}
+	defer hdge.Close()
+	res := &RunResult{Batch: rc.Batch}
+	for i := range rc.WarmupSteps + rc.Steps {
+		order := []trainer.Objective{ce, hdge}
+		if i%2 == 1 {
+			order = []trainer.Objective{hdge, ce}
+		}
+		for _, obj := range order {
+			t0 := time.Now()
+			if err := st.step(obj); err != nil {
+				return nil, fmt.Errorf("%s step %d: %w", obj.Name(), i, err)
+			}
+			el := time.Since(t0).Seconds()
+			if i < rc.WarmupSteps {
+				continue
+			}
+			if obj == ce {
+				res.CES = append(res.CES, el)
+			} else {
+				res.HDGES = append(res.HDGES, el)
+			}
+		}
+	}
+	return res, nil
+}
+
+// goContrastive times hdge-torch's contrastive term alone (α = 0): loss on B×C logits against a
+// full C×K queue, backward to the logits, queue update. Memory as on the Python side: resident
+// set before the objective exists, once it and the inputs exist, and the high-water mark after.
+func goContrastive(rc RunConfig) (*RunResult, error) {
+	dev, err := torch.ParseDevice(rc.Device)
+	if err != nil {
+		return nil, err
+	}
+	res := &RunResult{RSS0KiB: selfKiB("VmRSS")}
+	gen, err := torch.NewGenerator(rc.Seed, torch.CPU)
+	if err != nil {
+		return nil, err
+	}
+	defer gen.Close()
+	store := torch.NewScope()
+	defer store.Close()
+	logits := store.MulScalar(store.Randn(gen, []int64{int64(rc.Batch), int64(rc.Classes)}, torch.Float32, torch.CPU), 3)
+	y := store.RandInt(gen, 0, int64(rc.Classes), []int64{int64(rc.Batch)}, torch.CPU)
+	if dev != torch.CPU {
+		logits, y = store.To(logits, dev), store.To(y, dev)
+	}
+	if err := store.Err(); err != nil {
+		return nil, err
+	}
+	if err := logits.SetRequiresGrad(true); err != nil {
+		return nil, err
+	}
+	obj, err := trainer.NewObjective(objectiveConfig(rc, "hdge", 0), gen, dev)
+	if err != nil {
+		return nil, err
+	}
+	defer obj.Close()
+	res.PeakReset = resetPeak()
+	res.RSS1KiB = selfKiB("VmRSS")
+	leaf := []*torch.Tensor{logits}
+	for i := range rc.WarmupSteps + rc.Steps {
+		t0 := time.Now()
+		s := torch.NewScope()
+		loss, _ := obj.Loss(s, logits, y)
+		s.Backward(loss)
+		err := s.Err()
+		if err == nil {
+			err = obj.Update(logits)
+		}
+		if err == nil {
+			res.Loss, err = loss.Item() // also waits for a CUDA device
+		}
+		torch.ZeroGrad(leaf)
+		s.Close()
+		if err != nil {
+			return nil, fmt.Errorf("step %d: %w", i, err)
+		}
+		if i >= rc.WarmupSteps {
+			res.StepS = append(res.StepS, time.Since(t0).Seconds())
+		}
+	}
+	res.HWMKiB = selfKiB("VmHWM")
+	return res, nil
+}
+
+// goPipeline times the training data loader alone, configured as the training loop configures it.
+func goPipeline(rc RunConfig) (*RunResult, error) {
+	if rc.Dataset == nil {
+		return nil, fmt.Errorf("no dataset")
+	}
+	spec, err := rc.Dataset.goSpec()
+	if err != nil {
+		return nil, err
+	}
+	d, err := data.Source{}.Load(spec, data.Train)
+	if err != nil {
+		return nil, err
+	}
+	l := data.NewLoader(d, data.LoaderConfig{BatchSize: rc.Batch, Workers: rc.Workers, Prefetch: 4, Shuffle: true,
+		DropLast: true, Seed: rc.Seed, Augment: data.Augment{Crop: rc.Augment.Crop, Flip: rc.Augment.Flip, Noise: rc.Augment.Noise}})
+	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := l.Start(ctx, data.Position{})
+	next := func() (int, error) {
+		b, ok := <-ch
+		if !ok {
+			return 0, fmt.Errorf("loader stopped")
+		}
+		n := len(b.Y)
+		l.Recycle(b)
+		return n, nil
+	}
+	for range rc.WarmupBatches {
+		if _, err := next(); err != nil {
+			return nil, err
+		}
+	}
+	res := &RunResult{}
+	t0 := time.Now()
+	for range rc.Batches {
+		n, err := next()
+		if err != nil {
+			return nil, err
+		}
+		res.Images += n
+	}
+	res.Seconds = time.Since(t0).Seconds()
+	return res, nil
+}
+
+// readNPYSet reads a prepared set: images N×C×H×W uint8 and labels int64.
+func readNPYSet(ds DataSpec, classes int) (*data.Dataset, error) {
+	img, err := npy.Read(ds.Images)
+	if err != nil {
+		return nil, err
+	}
+	pix, ok := img.Data.([]uint8)
+	if !ok || len(img.Shape) != 4 {
+		return nil, fmt.Errorf("%s: want a 4-d uint8 array, got %s %v", ds.Images, img.DType, img.Shape)
+	}
+	lab, err := npy.Read(ds.Labels)
+	if err != nil {
+		return nil, err
+	}
+	labels, err := lab.Int64s()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ds.Labels, err)
+	}
+	names := make([]string, classes)
+	for i := range names {
+		names[i] = fmt.Sprint(i)
+	}
+	d := &data.Dataset{Name: ds.Name, Images: pix, Labels: labels, N: img.Shape[0], C: img.Shape[1], H: img.Shape[2],
+		W: img.Shape[3], Classes: names}
+	return d, d.Validate()
+}
+
+// goEval is hdge-torch's evaluation path: trainer.Logits over the test set and each OOD set
+// (test-time noise, eval mode), then package eval's classification, calibration (20 bins) and
+// OOD metrics for both scores. Reading the sets and the weights is not timed.
+func goEval(rc RunConfig) (*RunResult, error) {
+	if len(rc.Sets) < 2 {
+		return nil, fmt.Errorf("eval needs a test set and at least one OOD set, got %d sets", len(rc.Sets))
+	}
+	sets := make([]*data.Dataset, len(rc.Sets))
+	for i, ds := range rc.Sets {
+		d, err := readNPYSet(ds, rc.Classes)
+		if err != nil {
+			return nil, err
+		}
+		sets[i] = d
+	}
+	m, err := trainer.BuildModel(trainerConfig(rc), sets[0].C, rc.Classes, rc.Seed)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	s := torch.NewScope()
+	w, err := torch.Load(s, rc.Weights)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	err = m.LoadStateDict(w)
+	s.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rc.Weights, err)
+	}
+	res := &RunResult{Metrics: Metrics{}}
+	t0 := time.Now()
+	logits := make([]eval.Logits, len(sets))
+	for i, d := range sets {
+		flat, err := trainer.Logits(m, d, rc.Augment.Noise, rc.EvalBatch, rc.Seed+uint64(i))
+		if err != nil {
+			return nil, fmt.Errorf("logits of %s: %w", d.Name, err)
+		}
+		if logits[i], err = eval.LogitsFromFlat(flat, rc.Classes); err != nil {
+			return nil, err
+		}
+		res.Images += d.N
+	}
+	t1 := time.Now()
+	cal, err := eval.Calibrate(logits[0], sets[0].Labels, 20)
+	if err != nil {
+		return nil, err
+	}
+	res.Metrics["accuracy"], res.Metrics["nll"], res.Metrics["ece"] = cal.Accuracy, cal.NLL, cal.ECE
+	for _, score := range []eval.Score{eval.ScoreLogQX, eval.ScoreMaxProb} {
+		in, err := eval.Scores(logits[0], score)
+		if err != nil {
+			return nil, err
+		}
+		for i := 1; i < len(sets); i++ {
+			out, err := eval.Scores(logits[i], score)
+			if err != nil {
+				return nil, err
+			}
+			om, err := eval.OOD(in, out)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", sets[i].Name, err)
+			}
+			res.Metrics[sets[i].Name+"/"+string(score)] = map[string]any{
+				"auroc": om.AUROC, "aupr_in": om.AUPRIn, "aupr_out": om.AUPROut, "fpr95": om.FPR95}
+		}
+	}
+	res.LogitsS, res.MetricsS = t1.Sub(t0).Seconds(), time.Since(t1).Seconds()
+	return res, nil
+}
+
+// goParity builds the benchmark's model from its seed, writes its weights (for the Python
+// reference and for the evaluation runs) and a batch with labels and a queue, and returns
+// hdge-torch's logits and HDGE loss on them.
+func goParity(rc RunConfig) (*RunResult, error) {
+	m, err := trainer.BuildModel(trainerConfig(rc), rc.Shape[0], rc.Classes, rc.Seed)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	named := map[string]*torch.Tensor{}
+	for _, p := range m.StateDict() {
+		named[p.Name] = p.T
+	}
+	if err := torch.Save(rc.Weights, named); err != nil {
+		return nil, err
+	}
+	gen, err := torch.NewGenerator(rc.Seed+2, torch.CPU)
+	if err != nil {
+		return nil, err
+	}
+	defer gen.Close()
+	obj, err := trainer.NewObjective(objectiveConfig(rc, "hdge", rc.Alpha), gen, m.Dev)
+	if err != nil {
+		return nil, err
+	}
+	defer obj.Close()
+	s := torch.NewScope()
+	defer s.Close()
+	s.SetGradEnabled(false)
+	x := s.Randn(gen, []int64{int64(rc.Batch), int64(rc.Shape[0]), int64(rc.Shape[1]), int64(rc.Shape[2])}, torch.Float32, torch.CPU)
+	y := s.RandInt(gen, 0, int64(rc.Classes), []int64{int64(rc.Batch)}, torch.CPU)
+	inputs := map[string]*torch.Tensor{"x": x, "y": y, "queue": obj.Tensors(s)["queue"]}
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	if err := torch.Save(rc.Inputs, inputs); err != nil {
+		return nil, err
+	}
+	if m.Dev != torch.CPU {
+		x, y = s.To(x, m.Dev), s.To(y, m.Dev)
+	}
+	logits := m.Forward(s, x, false)
+	loss, terms := obj.Loss(s, logits, y)
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	res := &RunResult{}
+	if res.Logits, err = logits.Float64s(); err != nil {
+		return nil, err
+	}
+	if res.Loss, err = loss.Item(); err != nil {
+		return nil, err
+	}
+	for _, t := range terms {
+		v, err := t.Value.Item()
+		if err != nil {
+			return nil, err
+		}
+		switch t.Name {
+		case "ce":
+			res.CE = v
+		case "gen":
+			res.Gen = v
+		}
+	}
+	return res, nil
+}
+
+// goGEMM measures a practical peak: the median rate of n×n float32 matrix products through
+// libtorch, on the benchmark's thread count and device.
+func goGEMM(rc RunConfig) (*RunResult, error) {
+	dev, err := torch.ParseDevice(rc.Device)
+	if err != nil {
+		return nil, err
+	}
+	n := int64(rc.Size)
+	store := torch.NewScope()
+	defer store.Close()
+	store.SetGradEnabled(false)
+	a := store.Randn(nil, []int64{n, n}, torch.Float32, dev)
+	b := store.Randn(nil, []int64{n, n}, torch.Float32, dev)
+	var times []float64
+	for i := range rc.WarmupSteps + rc.Steps {
+		t0 := time.Now()
+		s := torch.NewScope()
+		s.SetGradEnabled(false)
+		c := s.Matmul(a, b)
+		// Reading one element waits for an asynchronous device.
+		_, err := s.Narrow(s.Narrow(c, 0, 0, 1), 1, 0, 1).Item()
+		if err == nil {
+			err = s.Err()
+		}
+		s.Close()
+		if err != nil {
+			return nil, fmt.Errorf("matmul %d×%d: %w", n, n, err)
+		}
+		if i >= rc.WarmupSteps {
+			times = append(times, time.Since(t0).Seconds())
+		}
+	}
+	if err := store.Err(); err != nil {
+		return nil, err
+	}
+	slices.Sort(times)
+	return &RunResult{StepS: times, GFLOPS: 2 * float64(n*n*n) / times[len(times)/2] / 1e9}, nil
+}
