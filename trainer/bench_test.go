@@ -1,0 +1,132 @@
+package trainer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hdge-torch/hdge-torch/data"
+	"github.com/hdge-torch/hdge-torch/torch"
+)
+
+// benchThreads is libtorch's intra-op thread count for these benchmarks: HDGE_BENCH_THREADS, or
+// every core.
+func benchThreads(b *testing.B) {
+	n := runtime.NumCPU()
+	if v := os.Getenv("HDGE_BENCH_THREADS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("HDGE_BENCH_THREADS=%q: want a positive integer", v)
+		}
+	}
+	torch.SetNumThreads(n)
+}
+
+// stepBench is the training loop's state for one objective, driving the loop's own trainStep on a
+// fixed random batch of Fashion-MNIST shape (1×28×28) with the CPU default model and batch.
+type stepBench struct {
+	st     *runState
+	params []*torch.Tensor
+	batch  data.Batch
+	shape  *data.Dataset
+}
+
+func newStepBench(b *testing.B, objective string, classes int) *stepBench {
+	b.Helper()
+	cfg := Defaults()
+	cfg.Objective = objective
+	model, err := BuildModel(cfg, 1, classes, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(model.Close)
+	st := &runState{cfg: cfg, dev: model.Dev, model: model}
+	st.opt = newOptimizer(cfg, model.Parameters())
+	b.Cleanup(st.opt.Close)
+	gen, err := torch.NewGenerator(2, torch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer gen.Close()
+	if st.obj, err = NewObjective(cfg.objective(classes), gen, model.Dev); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(st.obj.Close)
+	r := rand.New(rand.NewPCG(3, 4))
+	bt := data.Batch{X: make([]float32, cfg.BatchSize*28*28), Y: make([]int64, cfg.BatchSize)}
+	for i := range bt.X {
+		bt.X[i] = float32(r.NormFloat64())
+	}
+	for i := range bt.Y {
+		bt.Y[i] = int64(r.IntN(classes))
+	}
+	return &stepBench{st: st, params: model.Parameters(), batch: bt,
+		shape: &data.Dataset{Name: "random", C: 1, H: 28, W: 28}}
+}
+
+func (sb *stepBench) step(b *testing.B) {
+	if _, err := sb.st.trainStep(sb.batch, sb.params, sb.shape); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkTrainStep times one step of the training loop (forward, loss, backward, Adam, queue
+// update) with the CPU default model (wrn-10-2) and batch (64); HDGE uses K = 65536. C100 is the
+// same model with a 100-class head.
+func BenchmarkTrainStep(b *testing.B) {
+	benchThreads(b)
+	for _, objective := range []string{"ce", "hdge"} {
+		for _, classes := range []int{10, 100} {
+			b.Run(fmt.Sprintf("%s/C%d", objective, classes), func(b *testing.B) {
+				sb := newStepBench(b, objective, classes)
+				sb.step(b) // warm-up: first-use allocations and kernel selection
+				for b.Loop() {
+					sb.step(b)
+				}
+				b.ReportMetric(float64(b.N*len(sb.batch.Y))/b.Elapsed().Seconds(), "img/s")
+			})
+		}
+	}
+}
+
+// BenchmarkHDGEOverCE alternates CE and HDGE steps of the same model and batch (order flipped
+// every pair, so that machine load hits both alike) and reports the ratio of the median step
+// times; the target is at most 1.05 with K = 65536.
+func BenchmarkHDGEOverCE(b *testing.B) {
+	benchThreads(b)
+	for _, classes := range []int{10, 100} {
+		b.Run(fmt.Sprintf("C%d", classes), func(b *testing.B) {
+			ce, hdge := newStepBench(b, "ce", classes), newStepBench(b, "hdge", classes)
+			ce.step(b)
+			hdge.step(b)
+			var ceT, hdgeT []float64
+			timed := func(sb *stepBench, into *[]float64) {
+				t0 := time.Now()
+				sb.step(b)
+				*into = append(*into, time.Since(t0).Seconds())
+			}
+			i := 0
+			for b.Loop() {
+				if i%2 == 0 {
+					timed(ce, &ceT)
+					timed(hdge, &hdgeT)
+				} else {
+					timed(hdge, &hdgeT)
+					timed(ce, &ceT)
+				}
+				i++
+			}
+			slices.Sort(ceT)
+			slices.Sort(hdgeT)
+			ceMed, hdgeMed := ceT[len(ceT)/2], hdgeT[len(hdgeT)/2]
+			b.ReportMetric(ceMed*1e3, "ce-ms/step")
+			b.ReportMetric(hdgeMed*1e3, "hdge-ms/step")
+			b.ReportMetric(hdgeMed/ceMed, "hdge/ce")
+		})
+	}
+}
