@@ -82,3 +82,17 @@ experiment-k: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k.json
 experiment-cifar10: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10.json
+
+# hdge-torch against the PyTorch reference of the released HDGE code, on the same libtorch, side by
+# side (bench/README.md): about 15 minutes on 2 cores. Writes bench/results.md and bench/results.json;
+# scratch files go to bench/out/. BENCH_FLAGS passes e.g. --only training or --reps 5.
+BENCH_FLAGS ?=
+bench: $(SHIM)
+	$(GO) build -o bin/hdgebench ./bench/cmd/hdgebench
+	bin/hdgebench --out bench/results.md --json bench/results.json --work bench/out $(BENCH_FLAGS)
+
+# Every code path of `make bench` on tiny inputs (about a minute; the numbers mean nothing). The
+# bench package's test runs the same.
+bench-quick: $(SHIM)
+	$(GO) build -o bin/hdgebench ./bench/cmd/hdgebench
+	bin/hdgebench --quick --out bench/out/quick.md --json bench/out/quick.json --work bench/out/quick $(BENCH_FLAGS)
