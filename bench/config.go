@@ -208,7 +208,7 @@ func fullSuite() suite {
 		},
 		TrainReps: 3,
 		StepRatio: stepRatioCase{Model: "wrn-10-2", Shape: []int{1, 28, 28}, Batch: 64, QueueSize: 65536,
-			Classes: []int{10, 100}, WarmupSteps: 1, Steps: 8},
+			Classes: []int{10, 100}, WarmupSteps: 1, Steps: 16},
 		Contrast: contrastCase{Batch: 64, Ks: []int{1024, 4096, 16384, 65536}, Classes: []int{10, 100},
 			WarmupSteps: 2, Steps: 5},
 		Pipeline: pipelineCase{Data: []string{"fashion-mnist", "cifar10"}, Batch: 64, WarmupBatches: 10, Batches: 300, Reps: 3},

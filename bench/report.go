@@ -31,7 +31,7 @@ func Markdown(res *Results) string {
 	}
 	p("# %s\n\n", title)
 	p("Measured %s on **%s** (%d cores, %.0f MHz, %s), %s. Both sides run libtorch %s: hdge-torch with %s, "+
-		"the reference with Python %s and torch %s. %d intra-op threads and %d data-loader workers on each side. "+
+		"the reference with Python %s and torch %s. %d intra-op thread(s) and %d data-loader worker(s) on each side. "+
 		"Load average (1, 5, 15 min) %s at the start and %s at the end: the machine is shared, and runs alternate "+
 		"between the sides so that load hits both alike. Total time %.1f min.\n\n",
 		m.Date, m.CPU, m.Cores, m.MHz, m.Vector, deviceWords(m.Device), m.Libtorch, m.Go, m.Python, m.PyTorch,
