@@ -57,15 +57,17 @@ type Config struct {
 }
 
 // Defaults are tuned for a CPU: a small WideResNet that trains Fashion-MNIST to a useful
-// accuracy in minutes. The paper's GPU set-up is wrn-28-10, Adam lr 1e-4, 200 epochs.
+// accuracy in minutes. Batch norm, which HDGE (unlike JEM, whose SGLD sampling it would disturb)
+// can use, reached 82.6% validation accuracy after one epoch against 78.2% without it. The
+// paper's GPU set-up is wrn-28-10 without batch norm, Adam lr 1e-4, 200 epochs.
 func Defaults() Config {
 	return Config{
 		Dataset: "fashion-mnist", ValSize: 5000,
-		Model: "wrn-10-2", Norm: "none", Dropout: 0,
+		Model: "wrn-10-2", Norm: "batch", Dropout: 0,
 		Objective: "hdge", Alpha: 0.5, QueueSize: 65536, Temperature: 0.1, Contrast: "official",
 		NormLogits: true,
-		Optimizer:  "adam", LR: 1e-3, Momentum: 0.9, Warmup: 200, DecayRate: 0.3,
-		BatchSize: 64, Epochs: 2, Noise: 0.03, Flip: "auto", Crop: 4, Workers: 2,
+		Optimizer:  "adam", LR: 1e-3, Momentum: 0.9, Warmup: 200, DecayEpochs: []int{2}, DecayRate: 0.3,
+		BatchSize: 64, Epochs: 3, Noise: 0.03, Flip: "auto", Crop: 4, Workers: 2,
 		Seed: 1, Device: "cpu", KeepLast: 2, CkptEvery: 500, LogEvery: 50,
 	}
 }

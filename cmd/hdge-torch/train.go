@@ -44,7 +44,7 @@ func trainFlags(d trainer.Config) []cli.Flag {
 		&cli.Float64Flag{Name: "momentum", Value: d.Momentum, Category: "optimisation", Usage: "SGD momentum"},
 		&cli.Float64Flag{Name: "weight-decay", Value: d.WeightDecay, Category: "optimisation", Usage: "L2 weight decay"},
 		&cli.IntFlag{Name: "warmup", Value: d.Warmup, Category: "optimisation", Usage: "linear learning-rate warm-up, in steps"},
-		&cli.StringFlag{Name: "decay-epochs", Category: "optimisation", Usage: "comma-separated epochs at which lr is multiplied by --decay-rate (e.g. 160,180)"},
+		&cli.StringFlag{Name: "decay-epochs", Value: joinInts(d.DecayEpochs), Category: "optimisation", Usage: "comma-separated epochs at which lr is multiplied by --decay-rate (JEM: 160,180 of 200)"},
 		&cli.Float64Flag{Name: "decay-rate", Value: d.DecayRate, Category: "optimisation", Usage: "lr factor at each decay epoch (JEM: 0.3 with adam; 0.2 with sgd)"},
 		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize, Category: "optimisation", Usage: "images per step"},
 		&cli.IntFlag{Name: "epochs", Value: d.Epochs, Category: "optimisation", Usage: "passes over the training split"},
@@ -69,6 +69,14 @@ func trainFlags(d trainer.Config) []cli.Flag {
 var resumable = map[string]bool{"epochs": true, "steps": true, "threads": true, "device": true, "workers": true,
 	"log-every": true, "log-format": true, "no-progress": true, "resume": true, "skip-test": true, "keep-last": true,
 	"ckpt-every": true, "val-every": true, "data-dir": true}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ",")
+}
 
 func parseInts(flag, s string) ([]int, error) {
 	if strings.TrimSpace(s) == "" {
