@@ -73,6 +73,7 @@ func TestQuickBench(t *testing.T) {
 	}
 	positive(t, "theoretical peak", got.Machine.PeakTheoryGFLOPS)
 	positive(t, "measured GEMM peak", got.Machine.PeakGEMMGFLOPS)
+	positive(t, "measured convolution peak", got.Machine.PeakConvGFLOPS)
 	if !got.Parity.OK {
 		t.Errorf("parity: %+v", got.Parity)
 	}
@@ -170,6 +171,13 @@ func TestHelpers(t *testing.T) {
 	}
 	if m := median(nil); m != 0 {
 		t.Errorf("median of nothing = %v", m)
+	}
+	a, b := make([]float64, 25), make([]float64, 25)
+	for i := range a {
+		a[i], b[i] = float64(i+1), 1
+	}
+	if r, ci := pairedRatio(a, b), pairedRatioCI(a, b); r != 13 || ci[0] != 8 || ci[1] != 18 {
+		t.Errorf("paired ratio of 1..25 over 1: %v (CI %v), want 13 (8–18)", r, ci)
 	}
 	if r := ratio(1, 0); r != 0 {
 		t.Errorf("ratio by zero = %v", r)

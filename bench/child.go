@@ -59,8 +59,8 @@ func runChild(rc RunConfig) (*RunResult, error) {
 		return goEval(rc)
 	case "parity":
 		return goParity(rc)
-	case "gemm":
-		return goGEMM(rc)
+	case "peak":
+		return goPeak(rc)
 	}
 	return nil, fmt.Errorf("unknown mode %q", rc.Mode)
 }
@@ -534,41 +534,57 @@ func goParity(rc RunConfig) (*RunResult, error) {
 	return res, nil
 }
 
-// goGEMM measures a practical peak: the median rate of n×n float32 matrix products through
-// libtorch, on the benchmark's thread count and device.
-func goGEMM(rc RunConfig) (*RunResult, error) {
+// goPeak measures practical peaks on the benchmark's thread count and device: the median rate of
+// an n×n float32 matrix product (libtorch's BLAS) and of a large 3×3 convolution (oneDNN on a CPU,
+// the kernels a WideResNet spends its time in).
+func goPeak(rc RunConfig) (*RunResult, error) {
 	dev, err := torch.ParseDevice(rc.Device)
 	if err != nil {
 		return nil, err
 	}
-	n := int64(rc.Size)
 	store := torch.NewScope()
 	defer store.Close()
 	store.SetGradEnabled(false)
+	n := int64(rc.Size)
 	a := store.Randn(nil, []int64{n, n}, torch.Float32, dev)
 	b := store.Randn(nil, []int64{n, n}, torch.Float32, dev)
-	var times []float64
-	for i := range rc.WarmupSteps + rc.Steps {
-		t0 := time.Now()
-		s := torch.NewScope()
-		s.SetGradEnabled(false)
-		c := s.Matmul(a, b)
-		// Reading one element waits for an asynchronous device.
-		_, err := s.Narrow(s.Narrow(c, 0, 0, 1), 1, 0, 1).Item()
-		if err == nil {
-			err = s.Err()
-		}
-		s.Close()
-		if err != nil {
-			return nil, fmt.Errorf("matmul %d×%d: %w", n, n, err)
-		}
-		if i >= rc.WarmupSteps {
-			times = append(times, time.Since(t0).Seconds())
-		}
-	}
+	// Batch 64, 256 → 256 channels on 16×16 maps: wrn-16-4's last stage, 19.3 GFLOP a call.
+	x := store.Randn(nil, []int64{64, 256, 16, 16}, torch.Float32, dev)
+	w := store.MulScalar(store.Randn(nil, []int64{256, 256, 3, 3}, torch.Float32, dev), 0.02)
 	if err := store.Err(); err != nil {
 		return nil, err
 	}
-	slices.Sort(times)
-	return &RunResult{StepS: times, GFLOPS: 2 * float64(n*n*n) / times[len(times)/2] / 1e9}, nil
+	rate := func(name string, flop float64, op func(s *torch.Scope) *torch.Tensor) (float64, error) {
+		var times []float64
+		for i := range rc.WarmupSteps + rc.Steps {
+			t0 := time.Now()
+			s := torch.NewScope()
+			s.SetGradEnabled(false)
+			out := s.Flatten(op(s), 0, -1)
+			// Reading one element waits for an asynchronous device.
+			_, err := s.Narrow(out, 0, 0, 1).Item()
+			if err == nil {
+				err = s.Err()
+			}
+			s.Close()
+			if err != nil {
+				return 0, fmt.Errorf("%s: %w", name, err)
+			}
+			if i >= rc.WarmupSteps {
+				times = append(times, time.Since(t0).Seconds())
+			}
+		}
+		slices.Sort(times)
+		return flop / times[len(times)/2] / 1e9, nil
+	}
+	res := &RunResult{}
+	if res.GFLOPS, err = rate(fmt.Sprintf("matmul %d×%d", n, n), 2*float64(n*n*n),
+		func(s *torch.Scope) *torch.Tensor { return s.Matmul(a, b) }); err != nil {
+		return nil, err
+	}
+	if res.ConvGFLOPS, err = rate("conv 3×3", 2*64*256*256*9*16*16,
+		func(s *torch.Scope) *torch.Tensor { return s.Conv2d(x, w, nil, 1, 1) }); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

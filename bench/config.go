@@ -40,7 +40,7 @@ type AugmentSpec struct {
 // RunConfig is one child run's configuration; the same JSON goes to the Go child and to
 // reference.py, so both read one definition of every setting.
 type RunConfig struct {
-	Mode    string `json:"mode"` // train | stepratio | contrastive | pipeline | eval | parity | gemm
+	Mode    string `json:"mode"` // train | stepratio | contrastive | pipeline | eval | parity | peak
 	Device  string `json:"device"`
 	Threads int    `json:"threads"`
 	Seed    uint64 `json:"seed"`
@@ -67,7 +67,7 @@ type RunConfig struct {
 	Steps         int `json:"steps,omitempty"`
 	WarmupBatches int `json:"warmup_batches,omitempty"`
 	Batches       int `json:"batches,omitempty"`
-	Size          int `json:"size,omitempty"` // gemm: n of the n×n product
+	Size          int `json:"size,omitempty"` // peak: n of the n×n matrix product
 
 	Dir        string `json:"dir,omitempty"`        // a scratch folder of the run's own
 	Checkpoint string `json:"checkpoint,omitempty"` // where a training run saves its final state
@@ -123,7 +123,8 @@ type RunResult struct {
 	CE     float64   `json:"ce,omitempty"`
 	Gen    float64   `json:"gen,omitempty"`
 
-	GFLOPS float64 `json:"gflops,omitempty"`
+	GFLOPS     float64 `json:"gflops,omitempty"`      // peak: the matrix product
+	ConvGFLOPS float64 `json:"conv_gflops,omitempty"` // peak: the convolution
 
 	// HWMEndKiB is the process's peak resident set (VmHWM) when it finished.
 	HWMEndKiB int64  `json:"hwm_kib_end"`
@@ -208,7 +209,7 @@ func fullSuite() suite {
 		},
 		TrainReps: 3,
 		StepRatio: stepRatioCase{Model: "wrn-10-2", Shape: []int{1, 28, 28}, Batch: 64, QueueSize: 65536,
-			Classes: []int{10, 100}, WarmupSteps: 1, Steps: 16},
+			Classes: []int{10, 100}, WarmupSteps: 1, Steps: 24},
 		Contrast: contrastCase{Batch: 64, Ks: []int{1024, 4096, 16384, 65536}, Classes: []int{10, 100},
 			WarmupSteps: 2, Steps: 5},
 		Pipeline: pipelineCase{Data: []string{"fashion-mnist", "cifar10"}, Batch: 64, WarmupBatches: 10, Batches: 300, Reps: 3},

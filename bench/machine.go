@@ -27,9 +27,12 @@ type Machine struct {
 	PeakTheoryGFLOPS float64 `json:"peak_theory_gflops"`
 	PeakCPUGFLOPS    float64 `json:"peak_cpu_gflops"`
 	PeakMethod       string  `json:"peak_method"`
-	// PeakGEMMGFLOPS is the measured rate of a large float32 matrix product through libtorch.
-	PeakGEMMGFLOPS float64 `json:"peak_gemm_gflops"`
-	GEMMSize       int     `json:"gemm_size"`
+	// PeakGEMMGFLOPS and PeakConvGFLOPS are the measured rates of a large float32 matrix product
+	// and of a large 3×3 convolution through libtorch; PeakMeasuredGFLOPS is the larger.
+	PeakGEMMGFLOPS     float64 `json:"peak_gemm_gflops"`
+	PeakConvGFLOPS     float64 `json:"peak_conv_gflops"`
+	PeakMeasuredGFLOPS float64 `json:"peak_measured_gflops"`
+	GEMMSize           int     `json:"gemm_size"`
 }
 
 // cpuInfo reads the model name, clock and flags of the first CPU in /proc/cpuinfo.

@@ -75,14 +75,17 @@ type TrainRow struct {
 // StepRatioRow is HDGE's step time against CE's for one model, batch and class count, each
 // side alternating the two objectives within one process.
 type StepRatioRow struct {
-	Model   string  `json:"model"`
-	Shape   []int   `json:"shape"`
-	Batch   int     `json:"batch"`
-	Classes int     `json:"classes"`
-	K       int     `json:"k"`
-	GoCEMS  float64 `json:"go_ce_ms"`
-	GoHDGMS float64 `json:"go_hdge_ms"`
-	GoRatio float64 `json:"go_hdge_over_ce"`
+	Model     string     `json:"model"`
+	Shape     []int      `json:"shape"`
+	Batch     int        `json:"batch"`
+	Classes   int        `json:"classes"`
+	K         int        `json:"k"`
+	GoCEMS    float64    `json:"go_ce_ms"`
+	GoHDGMS   float64    `json:"go_hdge_ms"`
+	GoRatio   float64    `json:"go_hdge_over_ce"` // median over step pairs of HDGE time / CE time
+	GoRatioCI [2]float64 `json:"go_hdge_over_ce_ci95"`
+	// Direct is 1 + the Go contrastive term's time alone (same C, K, B) over the Go CE step.
+	Direct  float64 `json:"go_direct_estimate,omitempty"`
 	PyCEMS  float64 `json:"py_ce_ms"`
 	PyHDGMS float64 `json:"py_hdge_ms"`
 	PyRatio float64 `json:"py_hdge_over_ce"`
@@ -147,8 +150,8 @@ type FLOPRow struct {
 	PyGFLOPS        float64 `json:"py_gflops"`
 	GoPctTheory     float64 `json:"go_pct_of_theoretical"`
 	PyPctTheory     float64 `json:"py_pct_of_theoretical"`
-	GoPctGEMM       float64 `json:"go_pct_of_gemm"`
-	PyPctGEMM       float64 `json:"py_pct_of_gemm"`
+	GoPctMeasured   float64 `json:"go_pct_of_measured"`
+	PyPctMeasured   float64 `json:"py_pct_of_measured"`
 }
 
 // Target is one of the issue's goals, checked against this run.
