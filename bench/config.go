@@ -3,7 +3,17 @@ package bench
 import (
 	"fmt"
 	"strings"
+
+	"github.com/hdge-torch/hdge-torch/trainer"
 )
+
+// modelName is a model with its normalisation, as the tables show it.
+func modelName(model, norm string) string {
+	if norm == "batch" {
+		return model + " (batch norm)"
+	}
+	return model
+}
 
 const (
 	sideGo = "go"
@@ -53,6 +63,7 @@ type RunConfig struct {
 	EvalBatch int         `json:"eval_batch,omitempty"`
 
 	Model        string  `json:"model,omitempty"`
+	Norm         string  `json:"norm,omitempty"` // none | batch
 	Weights      string  `json:"weights,omitempty"`
 	Classes      int     `json:"classes,omitempty"`
 	Shape        []int   `json:"shape,omitempty"` // C, H, W of random inputs
@@ -80,7 +91,7 @@ func (rc RunConfig) label() string {
 		parts = append(parts, rc.Dataset.Name)
 	}
 	if rc.Model != "" {
-		parts = append(parts, rc.Model)
+		parts = append(parts, modelName(rc.Model, rc.Norm))
 	}
 	if rc.Objective != "" {
 		parts = append(parts, rc.Objective)
@@ -159,6 +170,7 @@ type suite struct {
 type trainCase struct {
 	Data        string // fashion-mnist | cifar10
 	Model       string
+	Norm        string
 	Batch       int
 	QueueSize   int
 	WarmupSteps int
@@ -169,6 +181,7 @@ type trainCase struct {
 
 type stepRatioCase struct {
 	Model       string
+	Norm        string
 	Shape       []int
 	Batch       int
 	QueueSize   int
@@ -195,43 +208,48 @@ type pipelineCase struct {
 
 type evalCase struct {
 	Model   string
+	Norm    string
 	PerSet  int
 	Batch   int
 	Reps    int
 	Workers int
 }
 
+// fullSuite uses the trainer's CPU default model (and normalisation) for Fashion-MNIST, the step
+// ratio and evaluation, and the released code's WideResNet without normalisation on CIFAR-10.
 func fullSuite() suite {
+	cpu := trainer.Defaults()
 	return suite{
 		Train: []trainCase{
-			{Data: "fashion-mnist", Model: "wrn-10-2", Batch: 64, QueueSize: 65536, WarmupSteps: 2, Steps: 8, Released: true, Reps: 5},
-			{Data: "cifar10", Model: "wrn-16-4", Batch: 64, QueueSize: 65536, WarmupSteps: 1, Steps: 4, Reps: 3},
+			{Data: "fashion-mnist", Model: cpu.Model, Norm: cpu.Norm, Batch: 64, QueueSize: 65536, WarmupSteps: 2, Steps: 8, Released: true, Reps: 5},
+			{Data: "cifar10", Model: "wrn-16-4", Norm: "none", Batch: 64, QueueSize: 65536, WarmupSteps: 1, Steps: 4, Reps: 3},
 		},
 		TrainReps: 3,
-		StepRatio: stepRatioCase{Model: "wrn-10-2", Shape: []int{1, 28, 28}, Batch: 64, QueueSize: 65536,
+		StepRatio: stepRatioCase{Model: cpu.Model, Norm: cpu.Norm, Shape: []int{1, 28, 28}, Batch: 64, QueueSize: 65536,
 			Classes: []int{10, 100}, WarmupSteps: 1, Steps: 24},
 		Contrast: contrastCase{Batch: 64, Ks: []int{1024, 4096, 16384, 65536}, Classes: []int{10, 100},
 			WarmupSteps: 2, Steps: 5},
 		Pipeline: pipelineCase{Data: []string{"fashion-mnist", "cifar10"}, Batch: 64, WarmupBatches: 10, Batches: 300, Reps: 3},
-		Eval:     evalCase{Model: "wrn-10-2", PerSet: 1000, Batch: 256, Reps: 2},
+		Eval:     evalCase{Model: cpu.Model, Norm: cpu.Norm, PerSet: 1000, Batch: 256, Reps: 2},
 		GEMMSize: 2048, GEMMReps: 5,
 		ParityK: 4096, ParityB: 8,
 	}
 }
 
 func quickSuite() suite {
+	cpu := trainer.Defaults()
 	return suite{
 		Quick: true,
 		Train: []trainCase{
-			{Data: "fashion-mnist", Model: "wrn-10-1", Batch: 16, QueueSize: 256, WarmupSteps: 1, Steps: 2, Released: true},
-			{Data: "cifar10", Model: "wrn-10-1", Batch: 16, QueueSize: 256, WarmupSteps: 1, Steps: 2},
+			{Data: "fashion-mnist", Model: "wrn-10-1", Norm: cpu.Norm, Batch: 16, QueueSize: 256, WarmupSteps: 1, Steps: 2, Released: true},
+			{Data: "cifar10", Model: "wrn-10-1", Norm: "none", Batch: 16, QueueSize: 256, WarmupSteps: 1, Steps: 2},
 		},
 		TrainReps: 1,
-		StepRatio: stepRatioCase{Model: "wrn-10-1", Shape: []int{1, 28, 28}, Batch: 16, QueueSize: 256,
+		StepRatio: stepRatioCase{Model: "wrn-10-1", Norm: cpu.Norm, Shape: []int{1, 28, 28}, Batch: 16, QueueSize: 256,
 			Classes: []int{10, 100}, WarmupSteps: 1, Steps: 2},
 		Contrast: contrastCase{Batch: 16, Ks: []int{128, 256}, Classes: []int{10, 100}, WarmupSteps: 1, Steps: 2},
 		Pipeline: pipelineCase{Data: []string{"fashion-mnist", "cifar10"}, Batch: 16, WarmupBatches: 2, Batches: 4, Reps: 1},
-		Eval:     evalCase{Model: "wrn-10-1", PerSet: 64, Batch: 32, Reps: 1},
+		Eval:     evalCase{Model: "wrn-10-1", Norm: cpu.Norm, PerSet: 64, Batch: 32, Reps: 1},
 		GEMMSize: 256, GEMMReps: 2,
 		ParityK: 64, ParityB: 4,
 		TinyImages: 160,

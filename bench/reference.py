@@ -9,9 +9,9 @@ the Go binary and alternates its runs with the Go side's; see bench/README.md.
 
 What it reproduces of the released HDGE code (forhaoliu/hybrid-discriminative-generative, on
 wgrathwohl/JEM):
-- the WideResNet of JEM without normalisation (pre-activation blocks, LeakyReLU 0.2, stride on the
-  second conv, 1x1 conv shortcut, biases everywhere, PyTorch default init), with the linear head
-  applied and PyTorch state_dict names (so hdge-torch's weights load with strict=True);
+- the WideResNet of JEM (pre-activation blocks, LeakyReLU 0.2, stride on the second conv, 1x1 conv
+  shortcut, biases everywhere, PyTorch default init; no normalisation, or batch norm), with the
+  linear head applied and PyTorch state_dict names (so hdge-torch's weights load with strict=True);
 - the HDGE objective exactly as model.HYM.joint computes it, including the B x C x K einsum, the
   queue of raw logits normalised on read and its K % B == 0 assertion, and the k-hot
   cross-entropy of utils.KHotCrossEntropyLoss;
@@ -167,14 +167,20 @@ class Identity(nn.Module):
         return x
 
 
+def get_norm(n_filters, norm):
+    # JEM's get_norm gives BatchNorm2d momentum=0.9; hdge-torch keeps PyTorch's default 0.1. The
+    # momentum changes the running statistics, not the cost.
+    return Identity() if norm in (None, "none") else nn.BatchNorm2d(n_filters)
+
+
 class WideBasic(nn.Module):
-    def __init__(self, in_planes, planes, stride, leak=0.2):
+    def __init__(self, in_planes, planes, stride, norm=None, leak=0.2):
         super().__init__()
         self.lrelu = nn.LeakyReLU(leak)
-        self.bn1 = Identity()
+        self.bn1 = get_norm(in_planes, norm)
         self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, padding=1, bias=True)
         self.dropout = Identity()
-        self.bn2 = Identity()
+        self.bn2 = get_norm(planes, norm)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=True)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
@@ -188,24 +194,25 @@ class WideBasic(nn.Module):
 
 
 class WideResNet(nn.Module):
-    def __init__(self, depth, width, num_classes, input_channels, leak=0.2):
+    def __init__(self, depth, width, num_classes, input_channels, norm=None, leak=0.2):
         super().__init__()
         assert (depth - 4) % 6 == 0, "Wide-resnet depth should be 6n+4"
         n = (depth - 4) // 6
         stages = [16, 16 * width, 32 * width, 64 * width]
+        self.norm = norm
         self.in_planes = 16
         self.lrelu = nn.LeakyReLU(leak)
         self.conv1 = nn.Conv2d(input_channels, stages[0], kernel_size=3, stride=1, padding=1, bias=True)
         self.layer1 = self._wide_layer(stages[1], n, 1)
         self.layer2 = self._wide_layer(stages[2], n, 2)
         self.layer3 = self._wide_layer(stages[3], n, 2)
-        self.bn1 = Identity()
+        self.bn1 = get_norm(stages[3], norm)
         self.linear = nn.Linear(stages[3], num_classes)
 
     def _wide_layer(self, planes, num_blocks, stride):
         layers = []
         for s in [stride] + [1] * (num_blocks - 1):
-            layers.append(WideBasic(self.in_planes, planes, s))
+            layers.append(WideBasic(self.in_planes, planes, s, self.norm))
             self.in_planes = planes
         return nn.Sequential(*layers)
 
@@ -224,7 +231,7 @@ def parse_model(name):
 
 def build_model(cfg, classes, channels, device):
     depth, width = parse_model(cfg["model"])
-    m = WideResNet(depth, width, classes, channels)
+    m = WideResNet(depth, width, classes, channels, cfg.get("norm", "none"))
     if cfg.get("weights"):
         m.load_state_dict(torch.load(cfg["weights"]), strict=True)
     return m.to(device)

@@ -37,8 +37,10 @@ type Options struct {
 	Workers int // data loader workers on both sides; 0 means 2
 	// SharedData holds cifar-10-batches-bin/ and mnist/; FashionDir the Fashion-MNIST IDX files.
 	SharedData, FashionDir string
-	// FashionModel and CIFARModel override the suite's models (for a GPU run: wrn-28-10).
+	// FashionModel and CIFARModel override the suite's models (for a GPU run: wrn-28-10), and
+	// FashionNorm and CIFARNorm their normalisation (none or batch).
 	FashionModel, CIFARModel string
+	FashionNorm, CIFARNorm   string
 	Python                   string
 	// Only limits the run to these sections (training, stepratio, contrastive, pipeline,
 	// evaluation); the peak measurement and the parity check always run. Empty: all of them.
@@ -99,15 +101,21 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		if o.Reps > 0 || su.Train[i].Reps == 0 {
 			su.Train[i].Reps = cmp.Or(o.Reps, su.TrainReps)
 		}
-		if su.Train[i].Data == "fashion-mnist" && o.FashionModel != "" {
-			su.Train[i].Model = o.FashionModel
+		if su.Train[i].Data == "fashion-mnist" {
+			su.Train[i].Model = cmp.Or(o.FashionModel, su.Train[i].Model)
+			su.Train[i].Norm = cmp.Or(o.FashionNorm, su.Train[i].Norm)
 		}
-		if su.Train[i].Data == "cifar10" && o.CIFARModel != "" {
-			su.Train[i].Model = o.CIFARModel
+		if su.Train[i].Data == "cifar10" {
+			su.Train[i].Model = cmp.Or(o.CIFARModel, su.Train[i].Model)
+			su.Train[i].Norm = cmp.Or(o.CIFARNorm, su.Train[i].Norm)
 		}
 	}
-	if o.FashionModel != "" {
-		su.StepRatio.Model, su.Eval.Model = o.FashionModel, o.FashionModel
+	su.StepRatio.Model, su.Eval.Model = cmp.Or(o.FashionModel, su.StepRatio.Model), cmp.Or(o.FashionModel, su.Eval.Model)
+	su.StepRatio.Norm, su.Eval.Norm = cmp.Or(o.FashionNorm, su.StepRatio.Norm), cmp.Or(o.FashionNorm, su.Eval.Norm)
+	for _, n := range []string{o.FashionNorm, o.CIFARNorm} {
+		if n != "" && n != "none" && n != "batch" {
+			return nil, fmt.Errorf("normalisation %q: want none or batch", n)
+		}
 	}
 	for _, name := range o.Only {
 		if !slices.Contains(Sections, name) {
@@ -252,7 +260,7 @@ func (r *runner) peak() error {
 // weights, a batch and a queue; both compute logits and the HDGE loss.
 func (r *runner) parity() error {
 	rc := r.base("parity")
-	rc.Model, rc.Classes, rc.QueueSize = r.su.Eval.Model, 10, r.su.ParityK
+	rc.Model, rc.Norm, rc.Classes, rc.QueueSize = r.su.Eval.Model, r.su.Eval.Norm, 10, r.su.ParityK
 	rc.Shape, rc.Batch = r.ds.shape["fashion-mnist"], r.su.ParityB
 	rc.Weights, rc.Inputs = filepath.Join(r.work, "weights.pt"), filepath.Join(r.work, "parity-inputs.pt")
 	g, err := r.run(sideGo, rc)
@@ -266,7 +274,7 @@ func (r *runner) parity() error {
 	if len(g.Logits) != len(p.Logits) || len(g.Logits) == 0 {
 		return fmt.Errorf("hdge-torch gave %d logits, the reference %d", len(g.Logits), len(p.Logits))
 	}
-	par := Parity{Model: rc.Model, Batch: rc.Batch, Classes: rc.Classes, K: rc.QueueSize, GoLoss: g.Loss, PyLoss: p.Loss}
+	par := Parity{Model: modelName(rc.Model, rc.Norm), Batch: rc.Batch, Classes: rc.Classes, K: rc.QueueSize, GoLoss: g.Loss, PyLoss: p.Loss}
 	for i := range g.Logits {
 		par.MaxAbsLogitDiff = math.Max(par.MaxAbsLogitDiff, math.Abs(g.Logits[i]-p.Logits[i]))
 		par.MaxAbsLogit = math.Max(par.MaxAbsLogit, math.Abs(p.Logits[i]))
@@ -288,7 +296,7 @@ func (r *runner) trainConfig(tc trainCase, objective string, rep int) RunConfig 
 	rc.Dataset = &spec
 	// Flips for both sets here (Fashion-MNIST is not digits), as the released transforms do.
 	rc.Augment = AugmentSpec{Crop: 4, Flip: true, Noise: 0.03}
-	rc.Model, rc.Batch, rc.Objective, rc.QueueSize = tc.Model, tc.Batch, objective, tc.QueueSize
+	rc.Model, rc.Norm, rc.Batch, rc.Objective, rc.QueueSize = tc.Model, tc.Norm, tc.Batch, objective, tc.QueueSize
 	rc.WarmupSteps, rc.Steps = tc.WarmupSteps, tc.Steps
 	rc.Dir = filepath.Join(r.work, "runs", fmt.Sprintf("%s-%s-%s-rep%d", tc.Data, tc.Model, objective, rep))
 	rc.Checkpoint = filepath.Join(rc.Dir, "python-final.pt")
@@ -370,7 +378,7 @@ func (r *runner) training() error {
 	for ci, tc := range r.su.Train {
 		for _, obj := range objectives {
 			k := key{ci, obj}
-			row := TrainRow{Dataset: tc.Data, Model: tc.Model, Batch: tc.Batch, Objective: obj, Reps: tc.Reps,
+			row := TrainRow{Dataset: tc.Data, Model: modelName(tc.Model, tc.Norm), Batch: tc.Batch, Objective: obj, Reps: tc.Reps,
 				Go: goAcc[k].side(), Py: pyAcc[k].side()}
 			if obj == "hdge" {
 				row.K = tc.QueueSize
@@ -393,13 +401,13 @@ func (r *runner) stepRatio() error {
 	sr := r.su.StepRatio
 	for i, c := range sr.Classes {
 		rc := r.base("stepratio")
-		rc.Model, rc.Shape, rc.Batch, rc.Classes, rc.QueueSize = sr.Model, sr.Shape, sr.Batch, c, sr.QueueSize
+		rc.Model, rc.Norm, rc.Shape, rc.Batch, rc.Classes, rc.QueueSize = sr.Model, sr.Norm, sr.Shape, sr.Batch, c, sr.QueueSize
 		rc.WarmupSteps, rc.Steps = sr.WarmupSteps, sr.Steps
 		g, p, err := r.pair(i, rc, rc)
 		if err != nil {
 			return err
 		}
-		row := StepRatioRow{Model: sr.Model, Shape: sr.Shape, Batch: sr.Batch, Classes: c, K: sr.QueueSize,
+		row := StepRatioRow{Model: modelName(sr.Model, sr.Norm), Shape: sr.Shape, Batch: sr.Batch, Classes: c, K: sr.QueueSize,
 			GoCEMS: 1000 * median(g.CES), GoHDGMS: 1000 * median(g.HDGES),
 			PyCEMS: 1000 * median(p.CES), PyHDGMS: 1000 * median(p.HDGES)}
 		row.GoRatio, row.PyRatio = pairedRatio(g.HDGES, g.CES), pairedRatio(p.HDGES, p.CES)
@@ -492,9 +500,9 @@ func (r *runner) pipeline() error {
 func (r *runner) evaluation() error {
 	ec := r.su.Eval
 	rc := r.base("eval")
-	rc.Sets, rc.Classes, rc.Model, rc.Weights = r.ds.eval, 10, ec.Model, filepath.Join(r.work, "weights.pt")
+	rc.Sets, rc.Classes, rc.Model, rc.Norm, rc.Weights = r.ds.eval, 10, ec.Model, ec.Norm, filepath.Join(r.work, "weights.pt")
 	rc.EvalBatch, rc.Augment = ec.Batch, AugmentSpec{Noise: 0.03}
-	row := EvalRow{Model: ec.Model}
+	row := EvalRow{Model: modelName(ec.Model, ec.Norm)}
 	for _, s := range r.ds.eval {
 		row.Sets = append(row.Sets, s.Name)
 	}
@@ -537,7 +545,7 @@ func (r *runner) flops() error {
 		}
 		shape := r.ds.shape[row.Dataset]
 		cfg := trainer.Defaults()
-		cfg.Model, cfg.Device = row.Model, "cpu"
+		cfg.Model, cfg.Norm, cfg.Device = strings.TrimSuffix(row.Model, " (batch norm)"), "none", "cpu"
 		m, err := trainer.BuildModel(cfg, shape[0], 10, 1)
 		if err != nil {
 			return err

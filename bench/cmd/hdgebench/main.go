@@ -31,8 +31,10 @@ func main() {
 			&cli.StringFlag{Name: "device", Value: "cpu", Usage: "cpu, cuda or cuda:N, for both sides"},
 			&cli.IntFlag{Name: "threads", Usage: "libtorch intra-op threads on both sides (0: every core)"},
 			&cli.IntFlag{Name: "workers", Value: 2, Usage: "data loader workers on both sides"},
-			&cli.StringFlag{Name: "fashion-model", Usage: "model for Fashion-MNIST, the step ratio and evaluation (default wrn-10-2)"},
+			&cli.StringFlag{Name: "fashion-model", Usage: "model for Fashion-MNIST, the step ratio and evaluation (default: the trainer's CPU default)"},
 			&cli.StringFlag{Name: "cifar-model", Usage: "model for CIFAR-10 (default wrn-16-4; wrn-28-10 on a GPU)"},
+			&cli.StringFlag{Name: "fashion-norm", Usage: "none or batch for the Fashion-MNIST model (default: the CPU default's)"},
+			&cli.StringFlag{Name: "cifar-norm", Usage: "none or batch for the CIFAR-10 model (default none, as the released code)"},
 			&cli.StringFlag{Name: "shared-data", Usage: "folder with cifar-10-batches-bin/ and mnist/ (default $HDGE_SHARED_DATA or ../shared/data beside the repository)"},
 			&cli.StringFlag{Name: "fashion-dir", Value: "/usr/share/datasets/fashion-mnist", Usage: "Fashion-MNIST IDX files"},
 			&cli.StringFlag{Name: "python", Value: "/usr/bin/python3", Usage: "the Python with torch, numpy and scikit-learn"},
@@ -66,7 +68,8 @@ func run(c *cli.Context) error {
 		Quick: c.Bool("quick"), Out: c.String("out"), JSON: c.String("json"), Work: c.String("work"),
 		Only: c.StringSlice("only"), Reps: c.Int("reps"), Device: c.String("device"), Threads: c.Int("threads"), Workers: c.Int("workers"),
 		SharedData: shared, FashionDir: c.String("fashion-dir"),
-		FashionModel: c.String("fashion-model"), CIFARModel: c.String("cifar-model"), Python: c.String("python"),
+		FashionModel: c.String("fashion-model"), CIFARModel: c.String("cifar-model"),
+		FashionNorm: c.String("fashion-norm"), CIFARNorm: c.String("cifar-norm"), Python: c.String("python"),
 		Command: "hdgebench " + strings.Join(os.Args[1:], " "), Log: os.Stderr,
 	})
 	if err != nil {
