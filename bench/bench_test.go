@@ -216,6 +216,16 @@ func TestHelpers(t *testing.T) {
 }
 
 func TestRunRejectsBadOptions(t *testing.T) {
+	work := t.TempDir()
+	lock, err := lockWork(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), Options{Work: work, Python: "/bin/true"})
+	lock.Close()
+	if err == nil || !strings.Contains(err.Error(), "another benchmark") {
+		t.Errorf("a busy work folder: %v", err)
+	}
 	if _, err := Run(context.Background(), Options{Work: t.TempDir(), Only: []string{"nope"}, Python: "/bin/true"}); err == nil ||
 		!strings.Contains(err.Error(), "nope") {
 		t.Errorf("unknown section: %v", err)

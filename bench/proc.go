@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -64,6 +65,8 @@ func (l *launcher) run(ctx context.Context, side string, rc RunConfig) (*RunResu
 	default:
 		return nil, fmt.Errorf("unknown side %q", side)
 	}
+	// A child outlives a killed parent otherwise, and keeps measuring into the next run's load.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	t0 := time.Now()
@@ -216,4 +219,18 @@ func selfKiB(key string) int64 { return procKiB("/proc/self/status", key) }
 // measurement's peak excludes what setting it up cost. It reports whether that worked.
 func resetPeak() bool {
 	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// lockWork takes an exclusive lock on the work folder for the life of the process: two runs
+// sharing one would overwrite each other's files and measure each other's load.
+func lockWork(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another benchmark is running in %s (%v)", dir, err)
+	}
+	return f, nil
 }

@@ -135,6 +135,11 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
+	lock, err := lockWork(work)
+	if err != nil {
+		return nil, fmt.Errorf("work folder: %w", err)
+	}
+	defer lock.Close()
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding this binary to run Go children: %w", err)
