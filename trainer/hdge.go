@@ -121,24 +121,7 @@ func (o *hdgeObjective) refreshPartial(s *torch.Scope, start, n int64) {
 }
 
 func (o *hdgeObjective) Loss(s *torch.Scope, logits, y *torch.Tensor) (*torch.Tensor, []Term) {
-	c := o.cfg
-	var terms []Term
-	var total *torch.Tensor
-	if c.Alpha > 0 {
-		ce := s.CrossEntropy(logits, y, c.LabelSmoothing, torch.Mean)
-		terms = append(terms, Term{"ce", ce})
-		total = s.MulScalar(ce, c.Alpha)
-	}
-	if c.Alpha < 1 {
-		gen := o.genLoss(s, logits, y)
-		terms = append(terms, Term{"gen", gen})
-		if total == nil {
-			total = s.MulScalar(gen, 1-c.Alpha)
-		} else {
-			total = s.Add(total, s.MulScalar(gen, 1-c.Alpha))
-		}
-	}
-	return total, terms
+	return hybrid(s, o.cfg, logits, y, o.genLoss)
 }
 
 // genLoss is -log q(x|y) as the cross-entropy over [l_pos, l_neg_1..K]/τ with target 0.
@@ -181,9 +164,13 @@ func (o *hdgeObjective) Update(logits *torch.Tensor) error {
 	return nil
 }
 
+// Tensors saves the queue and its pointer, and also the negatives table and its chunk sums
+// although both derive from the queue: recomputing them all at once on resume rounds differently
+// from the column-by-column updates of an uninterrupted run (vectorised and scalar tails of exp
+// and logsumexp), and a resumed run must end bit for bit where an uninterrupted one does.
 func (o *hdgeObjective) Tensors(s *torch.Scope) map[string]*torch.Tensor {
 	ptr := s.FromInt64([]int64{o.ptr})
-	return map[string]*torch.Tensor{"queue": o.queue, "queue_ptr": ptr}
+	return map[string]*torch.Tensor{"queue": o.queue, "queue_ptr": ptr, "table": o.table, "partial": o.partial}
 }
 
 func (o *hdgeObjective) LoadTensors(m map[string]*torch.Tensor) error {
@@ -213,7 +200,18 @@ func (o *hdgeObjective) LoadTensors(m map[string]*torch.Tensor) error {
 		return fmt.Errorf("loading queue: %w", err)
 	}
 	o.ptr = int64(ptr)
-	return o.refreshTable(0, int64(o.cfg.QueueSize))
+	table, okT := m["table"]
+	partial, okP := m["partial"]
+	if !okT || !okP || sameShape("table", o.table.Shape(), table.Shape()) != nil ||
+		sameShape("partial", o.partial.Shape(), partial.Shape()) != nil {
+		return o.refreshTable(0, int64(o.cfg.QueueSize)) // an older checkpoint: derive them
+	}
+	s.CopyInto(o.table, table)
+	s.CopyInto(o.partial, partial)
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("loading the negatives table: %w", err)
+	}
+	return nil
 }
 
 func (o *hdgeObjective) Close() { o.store.Close() }

@@ -89,6 +89,29 @@ func (o *ceObjective) Tensors(*torch.Scope) map[string]*torch.Tensor { return ni
 func (o *ceObjective) LoadTensors(map[string]*torch.Tensor) error    { return nil }
 func (o *ceObjective) Close()                                        {}
 
+// hybrid is HDGE's L = α·CE + (1-α)·(-log q(x|y)); a weight of 0 skips its term entirely, so
+// α = 1 costs what plain CE does and α = 0 is the "log q(x|y) only" variant.
+func hybrid(s *torch.Scope, c ObjectiveConfig, logits, y *torch.Tensor,
+	gen func(s *torch.Scope, logits, y *torch.Tensor) *torch.Tensor) (*torch.Tensor, []Term) {
+	var terms []Term
+	var total *torch.Tensor
+	if c.Alpha > 0 {
+		ce := s.CrossEntropy(logits, y, c.LabelSmoothing, torch.Mean)
+		terms = append(terms, Term{"ce", ce})
+		total = s.MulScalar(ce, c.Alpha)
+	}
+	if c.Alpha < 1 {
+		g := gen(s, logits, y)
+		terms = append(terms, Term{"gen", g})
+		if total == nil {
+			total = s.MulScalar(g, 1-c.Alpha)
+		} else {
+			total = s.Add(total, s.MulScalar(g, 1-c.Alpha))
+		}
+	}
+	return total, terms
+}
+
 // smoothWeights returns the two values of the (smoothed) one-hot label distribution used inside
 // the contrastive term: on the true class and on every other class (PyTorch's label_smoothing
 // convention: (1-ε)·onehot + ε/C).

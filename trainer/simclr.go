@@ -16,24 +16,7 @@ type simclrObjective struct{ cfg ObjectiveConfig }
 func (o *simclrObjective) Name() string { return "hdge-simclr" }
 
 func (o *simclrObjective) Loss(s *torch.Scope, logits, y *torch.Tensor) (*torch.Tensor, []Term) {
-	c := o.cfg
-	var terms []Term
-	var total *torch.Tensor
-	if c.Alpha > 0 {
-		ce := s.CrossEntropy(logits, y, c.LabelSmoothing, torch.Mean)
-		terms = append(terms, Term{"ce", ce})
-		total = s.MulScalar(ce, c.Alpha)
-	}
-	if c.Alpha < 1 {
-		gen := o.genLoss(s, logits, y)
-		terms = append(terms, Term{"gen", gen})
-		if total == nil {
-			total = s.MulScalar(gen, 1-c.Alpha)
-		} else {
-			total = s.Add(total, s.MulScalar(gen, 1-c.Alpha))
-		}
-	}
-	return total, terms
+	return hybrid(s, o.cfg, logits, y, o.genLoss)
 }
 
 func (o *simclrObjective) genLoss(s *torch.Scope, logits, y *torch.Tensor) *torch.Tensor {

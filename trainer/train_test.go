@@ -55,9 +55,14 @@ func weights(t *testing.T, path string) map[string][]float64 {
 	return out
 }
 
-// TestResumeIsExact: a run interrupted after some steps and resumed ends with the same
-// weights, optimiser state and queue, bit for bit, as one that ran straight through.
-func TestResumeIsExact(t *testing.T) {
+// TestResumeMatchesUninterrupted: a run interrupted after some steps and resumed ends with the
+// same weights, optimiser state and queue as one that ran straight through. Cross-entropy runs
+// repeat bit for bit; HDGE runs on this libtorch differ between two identical uninterrupted runs
+// by float32 rounding that 14 steps grow to ~1e-4 of a tensor's scale in rare entries (with
+// OPENBLAS_NUM_THREADS=1 repeats were identical, so a threaded BLAS kernel is the likely source).
+// A resume that lost any state (data position, optimiser moments, queue, dropout RNG) differs
+// by orders of magnitude more, so the bound below still catches it.
+func TestResumeMatchesUninterrupted(t *testing.T) {
 	ds := testutil.SmallFashion(t, t.TempDir(), 200, 200)
 	full := tinyConfig(t, ds)
 	full.Steps = 14 // crosses an epoch boundary: (200-64)/24 = 5 batches per epoch
@@ -89,10 +94,13 @@ func TestResumeIsExact(t *testing.T) {
 		if len(va) != len(vb) {
 			t.Fatalf("%s: %d vs %d values", k, len(va), len(vb))
 		}
+		var scale, diff float64
 		for i := range va {
-			if va[i] != vb[i] {
-				t.Fatalf("%s[%d]: uninterrupted %v, resumed %v", k, i, va[i], vb[i])
-			}
+			scale = math.Max(scale, math.Abs(va[i]))
+			diff = math.Max(diff, math.Abs(va[i]-vb[i]))
+		}
+		if diff > 1e-3*scale {
+			t.Errorf("%s: resumed run differs from the uninterrupted one by %.3g (values up to %.3g)", k, diff, scale)
 		}
 	}
 }
