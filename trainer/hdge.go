@@ -167,7 +167,7 @@ func (o *hdgeObjective) Update(logits *torch.Tensor) error {
 // Tensors saves the queue and its pointer, and also the negatives table and its chunk sums
 // although both derive from the queue: recomputing them all at once on resume rounds differently
 // from the column-by-column updates of an uninterrupted run (vectorised and scalar tails of exp
-// and logsumexp), and a resumed run must end bit for bit where an uninterrupted one does.
+// and logsumexp); saved, a resumed run starts from exactly the state the interrupted one had.
 func (o *hdgeObjective) Tensors(s *torch.Scope) map[string]*torch.Tensor {
 	ptr := s.FromInt64([]int64{o.ptr})
 	return map[string]*torch.Tensor{"queue": o.queue, "queue_ptr": ptr, "table": o.table, "partial": o.partial}
