@@ -96,3 +96,9 @@ bench: $(SHIM)
 bench-quick: $(SHIM)
 	$(GO) build -o bin/hdgebench ./bench/cmd/hdgebench
 	bin/hdgebench --quick --out bench/out/quick.md --json bench/out/quick.json --work bench/out/quick $(BENCH_FLAGS)
+
+# Refresh README.md's generated blocks (experiment and benchmark tables) from the files that
+# `hdge-torch experiment` and `make bench` wrote.
+.PHONY: readme
+readme:
+	scripts/include-results.sh
