@@ -78,83 +78,18 @@ func joinInts(v []int) string {
 	return strings.Join(s, ",")
 }
 
-func parseInts(flag, s string) ([]int, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || v < 0 {
-			return nil, fmt.Errorf("--%s: %q is not a list of epochs (want e.g. 160,180)", flag, s)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
+// configFromFlags applies the train flags to cfg through trainer.SetOption, the one mapping from
+// flag names to Config fields (experiment specs use it too). With only == nil every flag applies,
+// defaults included; otherwise only the flags set on the command line that only accepts.
 func configFromFlags(c *cli.Context, cfg trainer.Config, only func(string) bool) (trainer.Config, error) {
-	set := func(name string) bool { return only == nil || (c.IsSet(name) && only(name)) }
-	str := func(name string, dst *string) {
-		if set(name) {
-			*dst = c.String(name)
+	for _, name := range trainer.OptionNames() {
+		if only != nil && !(c.IsSet(name) && only(name)) {
+			continue
+		}
+		if err := trainer.SetOption(&cfg, name, c.Value(name)); err != nil {
+			return cfg, fmt.Errorf("--%s: %w", name, err)
 		}
 	}
-	num := func(name string, dst *int) {
-		if set(name) {
-			*dst = c.Int(name)
-		}
-	}
-	flt := func(name string, dst *float64) {
-		if set(name) {
-			*dst = c.Float64(name)
-		}
-	}
-	str("dataset", &cfg.Dataset)
-	str("data-dir", &cfg.DataDir)
-	num("val-size", &cfg.ValSize)
-	flt("noise", &cfg.Noise)
-	str("flip", &cfg.Flip)
-	num("crop", &cfg.Crop)
-	num("workers", &cfg.Workers)
-	str("model", &cfg.Model)
-	str("norm", &cfg.Norm)
-	flt("dropout", &cfg.Dropout)
-	str("objective", &cfg.Objective)
-	flt("alpha", &cfg.Alpha)
-	num("queue-size", &cfg.QueueSize)
-	flt("temperature", &cfg.Temperature)
-	str("contrast", &cfg.Contrast)
-	if set("norm-logits") {
-		cfg.NormLogits = c.Bool("norm-logits")
-	}
-	flt("label-smoothing", &cfg.LabelSmoothing)
-	str("optimizer", &cfg.Optimizer)
-	flt("lr", &cfg.LR)
-	flt("momentum", &cfg.Momentum)
-	flt("weight-decay", &cfg.WeightDecay)
-	num("warmup", &cfg.Warmup)
-	if set("decay-epochs") {
-		d, err := parseInts("decay-epochs", c.String("decay-epochs"))
-		if err != nil {
-			return cfg, err
-		}
-		cfg.DecayEpochs = d
-	}
-	flt("decay-rate", &cfg.DecayRate)
-	num("batch-size", &cfg.BatchSize)
-	num("epochs", &cfg.Epochs)
-	num("steps", &cfg.Steps)
-	if set("seed") {
-		cfg.Seed = c.Uint64("seed")
-	}
-	num("threads", &cfg.Threads)
-	str("device", &cfg.Device)
-	str("out", &cfg.Out)
-	num("keep-last", &cfg.KeepLast)
-	num("ckpt-every", &cfg.CkptEvery)
-	num("val-every", &cfg.ValEvery)
-	num("log-every", &cfg.LogEvery)
 	return cfg, nil
 }
 
