@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/hdge-torch/hdge-torch/eval/suite"
 )
@@ -165,18 +164,12 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return exitFor(err)
 	}
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return cli.Exit(fmt.Sprintf("--out: %v", err), 2)
-	}
-	log, err := newLogger(c.String("log-format"), filepath.Join(cfg.Out, "eval.log"))
+	log, progress, err := commandLogging(c, "--out", cfg.Out, "eval.log")
 	if err != nil {
-		return cli.Exit(err.Error(), 2)
+		return err
 	}
 	defer func() { _ = log.Sync() }()
-	cfg.Log = log
-	if !c.Bool("no-progress") && term.IsTerminal(int(os.Stderr.Fd())) && c.String("log-format") == "console" {
-		cfg.Progress = os.Stderr
-	}
+	cfg.Log, cfg.Progress = log, progress
 	r, err := suite.Run(c.Context, cfg)
 	if err != nil {
 		return exitFor(err)

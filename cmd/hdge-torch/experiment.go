@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/hdge-torch/hdge-torch/eval/suite"
 	"github.com/hdge-torch/hdge-torch/experiment"
@@ -92,18 +91,12 @@ func runExperiment(c *cli.Context) error {
 	if c.IsSet("seeds") && opts.Seeds == nil {
 		return cli.Exit("--seeds: empty list", 2)
 	}
-	if err := os.MkdirAll(s.Out, 0o755); err != nil {
-		return cli.Exit(fmt.Sprintf("out %s: %v", s.Out, err), 2)
-	}
-	log, err := newLogger(c.String("log-format"), filepath.Join(s.Out, "experiment.log"))
+	log, progress, err := commandLogging(c, "out "+s.Out, s.Out, "experiment.log")
 	if err != nil {
-		return cli.Exit(err.Error(), 2)
+		return err
 	}
 	defer func() { _ = log.Sync() }()
-	opts.Log = log
-	if !c.Bool("no-progress") && term.IsTerminal(int(os.Stderr.Fd())) && c.String("log-format") == "console" {
-		opts.Progress = os.Stderr
-	}
+	opts.Log, opts.Progress = log, progress
 	res, err := experiment.Run(c.Context, s, opts)
 	if res != nil {
 		fmt.Printf("results: %s (%d of %d runs × seeds done)\n", filepath.Join(s.Out, experiment.ResultsMarkdown), res.Done, res.Total)

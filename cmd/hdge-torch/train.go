@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -145,18 +146,12 @@ func runTrain(c *cli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return cli.Exit(fmt.Sprintf("--out: %v", err), 2)
-	}
-	log, err := newLogger(c.String("log-format"), filepath.Join(cfg.Out, "train.log"))
+	log, progress, err := commandLogging(c, "--out", cfg.Out, "train.log")
 	if err != nil {
-		return cli.Exit(err.Error(), 2)
+		return err
 	}
 	defer func() { _ = log.Sync() }()
-	opts := trainer.Options{Log: log, Resume: c.String("resume"), SkipTest: c.Bool("skip-test")}
-	if !c.Bool("no-progress") && term.IsTerminal(int(os.Stderr.Fd())) && c.String("log-format") == "console" {
-		opts.Progress = os.Stderr
-	}
+	opts := trainer.Options{Log: log, Progress: progress, Resume: c.String("resume"), SkipTest: c.Bool("skip-test")}
 	sum, err := trainer.Train(c.Context, cfg, opts)
 	if errors.Is(err, trainer.ErrInterrupted) {
 		fmt.Fprintf(os.Stderr, "interrupted at step %d; checkpoint %s\nresume with: hdge-torch train --resume %s\n", sum.Steps, sum.Checkpoint, cfg.Out)
@@ -168,6 +163,24 @@ func runTrain(c *cli.Context) error {
 	fmt.Printf("run %s: %d steps, best val acc %.4f, test acc %.4f, %.0f img/s, checkpoint %s\n",
 		sum.RunDir, sum.Steps, sum.BestValAcc, sum.TestAcc, sum.ImgPerSec, sum.Checkpoint)
 	return nil
+}
+
+// commandLogging makes a command's output folder, its logger (console or JSON on stderr, JSON in
+// dir/file) and, when stderr is a terminal showing console logs, the writer for progress bars.
+// what names the folder in errors (a flag or a spec key).
+func commandLogging(c *cli.Context, what, dir, file string) (*zap.Logger, io.Writer, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, cli.Exit(fmt.Sprintf("%s: %v", what, err), 2)
+	}
+	log, err := newLogger(c.String("log-format"), filepath.Join(dir, file))
+	if err != nil {
+		return nil, nil, cli.Exit(err.Error(), 2)
+	}
+	var progress io.Writer
+	if !c.Bool("no-progress") && term.IsTerminal(int(os.Stderr.Fd())) && c.String("log-format") == "console" {
+		progress = os.Stderr
+	}
+	return log, progress, nil
 }
 
 // newLogger logs to stderr (console or JSON) and, as JSON, to a file in the run directory.
