@@ -3,6 +3,10 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <malloc.h>
+
+#include <algorithm>
+#include <climits>
 #include <mutex>
 
 #include "hdge_internal.hpp"
@@ -121,6 +125,23 @@ void hdge_manual_seed(uint64_t seed) {
   }
 }
 
+int hdge_set_malloc_thresholds(int64_t mmap_threshold, int64_t trim_threshold) {
+#if defined(__GLIBC__)
+  int ok = 1;
+  if (mmap_threshold > 0 && mallopt(M_MMAP_THRESHOLD, static_cast<int>(std::min<int64_t>(mmap_threshold, INT_MAX))) != 1) {
+    ok = 0;
+  }
+  if (trim_threshold > 0 && mallopt(M_TRIM_THRESHOLD, static_cast<int>(std::min<int64_t>(trim_threshold, INT_MAX))) != 1) {
+    ok = 0;
+  }
+  return ok;
+#else
+  (void)mmap_threshold;
+  (void)trim_threshold;
+  return -1;
+#endif
+}
+
 int64_t hdge_live_tensors(void) { return hdge::live.load(std::memory_order_relaxed); }
 
 // ---- lifetime and metadata ----
@@ -215,6 +236,27 @@ hdge_error *hdge_tensor_set_requires_grad(hdge_tensor t, int on) {
   HDGE_TRY
   T(t).set_requires_grad(on != 0);
   HDGE_CATCH("set_requires_grad")
+}
+
+int hdge_tensor_is_channels_last(hdge_tensor t) {
+  try {
+    const at::Tensor &x = T(t);
+    return x.dim() == 4 && x.suggest_memory_format() == at::MemoryFormat::ChannelsLast ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+hdge_error *hdge_tensor_make_channels_last(hdge_tensor t) {
+  HDGE_TRY
+  at::Tensor &x = T(t);
+  if (x.dim() != 4) {
+    return hdge::make_error("make_channels_last",
+                            ("needs a 4-d tensor, got " + std::to_string(x.dim()) + " dimensions").c_str());
+  }
+  at::NoGradGuard g;
+  x.set_data(x.contiguous(at::MemoryFormat::ChannelsLast));
+  HDGE_CATCH("make_channels_last")
 }
 
 // ---- host data ----

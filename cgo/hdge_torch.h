@@ -43,6 +43,11 @@ int hdge_cuda_available(void);
 int hdge_cuda_device_count(void);
 void hdge_manual_seed(uint64_t seed); /* CPU and every CUDA default generator */
 int64_t hdge_live_tensors(void);
+/* Sets glibc malloc's mmap and trim thresholds (bytes; <= 0 leaves one as it is). Training frees and
+ * re-allocates the same activation buffers every step; above the mmap threshold each one is a fresh
+ * mmap whose pages fault in zeroed again. Returns 1 when every value given was accepted, 0 when
+ * one was refused, -1 where the C library is not glibc. */
+int hdge_set_malloc_thresholds(int64_t mmap_threshold, int64_t trim_threshold);
 
 /* ---- lifetime and metadata ---- */
 void hdge_tensor_free(hdge_tensor t);
@@ -57,6 +62,11 @@ int hdge_tensor_dtype(hdge_tensor t); /* -1 for a dtype outside the five codes *
 void hdge_tensor_device(hdge_tensor t, int *kind, int *index);
 int hdge_tensor_requires_grad(hdge_tensor t);
 hdge_error *hdge_tensor_set_requires_grad(hdge_tensor t, int on);
+/* 1 when t is a 4-d tensor laid out channels-last (NHWC in memory), else 0. */
+int hdge_tensor_is_channels_last(hdge_tensor t);
+/* Re-lays a 4-d leaf tensor (a parameter) out channels-last in place: same handle, values, shape
+ * and requires_grad, so optimizers and autograd keep referring to it. */
+hdge_error *hdge_tensor_make_channels_last(hdge_tensor t);
 
 /* ---- host data ---- */
 /* New CPU tensor of dtype and shape holding a copy of data (numel elements of that dtype). */
@@ -93,7 +103,9 @@ hdge_error *hdge_rand_like(hdge_generator g, hdge_tensor t, hdge_tensor *out);
 /* ---- element-wise families, selected by op code ---- */
 enum {
   HDGE_NEG, HDGE_ABS, HDGE_EXP, HDGE_LOG, HDGE_LOG1P, HDGE_SQRT, HDGE_SIGN, HDGE_SQUARE, HDGE_RELU,
-  HDGE_SIGMOID, HDGE_TANH, HDGE_CONTIGUOUS, HDGE_CLONE, HDGE_DETACH, HDGE_UNARY_COUNT
+  HDGE_SIGMOID, HDGE_TANH, HDGE_CONTIGUOUS, HDGE_CLONE, HDGE_DETACH,
+  HDGE_CHANNELS_LAST, /* a 4-d tensor in NHWC memory order (same values and shape) */
+  HDGE_UNARY_COUNT
 };
 hdge_error *hdge_unary(int op, hdge_tensor a, int grad, hdge_tensor *out);
 

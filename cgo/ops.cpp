@@ -13,7 +13,8 @@ namespace {
 
 const char *const unary_names[HDGE_UNARY_COUNT] = {"neg",  "abs",  "exp",     "log",        "log1p",
                                                    "sqrt", "sign", "square",  "relu",       "sigmoid",
-                                                   "tanh", "contiguous", "clone", "detach"};
+                                                   "tanh", "contiguous", "clone", "detach",
+                                                   "channels_last"};
 const char *const binary_names[HDGE_BINARY_COUNT] = {"add",     "sub",     "mul", "div",
                                                      "minimum", "maximum", "eq",  "matmul"};
 const char *const scalar_names[HDGE_SCALAR_COUNT] = {"add_scalar", "sub_scalar", "mul_scalar",
@@ -59,6 +60,7 @@ hdge_error *hdge_unary(int op, hdge_tensor a, int grad, hdge_tensor *out) {
     case HDGE_CONTIGUOUS: r = x.contiguous(); break;
     case HDGE_CLONE: r = x.clone(); break;
     case HDGE_DETACH: r = x.detach(); break;
+    case HDGE_CHANNELS_LAST: r = x.contiguous(at::MemoryFormat::ChannelsLast); break;
     default: return hdge::make_error("unary", ("unknown op code " + std::to_string(op)).c_str());
   }
   *out = wrap(std::move(r));

@@ -59,6 +59,9 @@ func TestErrors(t *testing.T) {
 		{"dim out of range", "Sum", "Dimension out of range", func(s *Scope) {
 			s.Sum(s.Ones([]int64{2, 3}, Float32, CPU), []int{5}, false)
 		}},
+		{"channels-last of a 2-d tensor", "ChannelsLast", "rank 4", func(s *Scope) {
+			s.ChannelsLast(s.Ones([]int64{2, 3}, Float32, CPU))
+		}},
 		{"bad reshape", "Reshape", "invalid for input of size", func(s *Scope) {
 			s.Reshape(s.Ones([]int64{2, 3}, Float32, CPU), 4, 2)
 		}},

@@ -2,6 +2,7 @@ package torch
 
 import (
 	"bufio"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -172,5 +173,40 @@ func TestScopeOwnership(t *testing.T) {
 	store.Close()
 	if LiveTensors() != base {
 		t.Errorf("live %d after closing", LiveTensors()-base)
+	}
+}
+
+// TestChildScopeMerge: a child scope's intermediates are freed when it is merged, only the kept
+// results move to the parent, gradients still flow through the freed intermediates, and a child's
+// error reaches the parent.
+func TestChildScopeMerge(t *testing.T) {
+	s := NewScope()
+	defer s.Close()
+	w := s.FromFloat32([]float32{1, 2, 3}, 3)
+	_ = w.SetRequiresGrad(true)
+	base := LiveTensors()
+	c := s.Child()
+	h := c.Exp(c.MulScalar(w, 2))
+	y := c.Sum(c.Square(h), nil, false)
+	s.Merge(c, y)
+	if got := LiveTensors() - base; got != 1 || s.Len() != 2 {
+		t.Fatalf("after Merge: %d new live tensors and %d in the parent, want 1 and 2", got, s.Len())
+	}
+	g := s.Gradients([]*Tensor{y}, []*Tensor{w}, false)
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := g[0].Float32s()
+	for i, v := range []float64{1, 2, 3} {
+		want := 4 * math.Exp(4*v) // d/dw Σ exp(2w)² = 4·exp(4w)
+		if math.Abs(float64(got[i])-want) > 1e-5*want {
+			t.Fatalf("gradient %d: %g, want %g", i, got[i], want)
+		}
+	}
+	c = s.Child()
+	c.Reshape(w, 7)
+	s.Merge(c)
+	if s.Err() == nil {
+		t.Fatal("the child's error did not reach the parent")
 	}
 }

@@ -110,6 +110,13 @@ func (s *Scope) ToDType(t *Tensor, dt DType) *Tensor {
 // Contiguous is t laid out row-major (an alias when it already is).
 func (s *Scope) Contiguous(t *Tensor) *Tensor { return s.unary("Contiguous", C.HDGE_CONTIGUOUS, t) }
 
+// ChannelsLast is a 4-d t laid out NHWC in memory (an alias when it already is): same shape and
+// values. Convolutions on channels-last inputs and weights skip oneDNN's layout reorders, and the
+// layout carries through element-wise ops, batch norm and pooling.
+func (s *Scope) ChannelsLast(t *Tensor) *Tensor {
+	return s.unary("ChannelsLast", C.HDGE_CHANNELS_LAST, t)
+}
+
 // Clone is a copy of t that autograd connects to t.
 func (s *Scope) Clone(t *Tensor) *Tensor { return s.unary("Clone", C.HDGE_CLONE, t) }
 

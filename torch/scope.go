@@ -81,6 +81,28 @@ func (s *Scope) Adopt(t *Tensor) *Tensor {
 	return t
 }
 
+// Child returns a scope for the intermediate results of a computation inside s: it records
+// autograd as s does and starts with s's error. End it with s.Merge.
+func (s *Scope) Child() *Scope { return &Scope{noGrad: s.noGrad, err: s.err} }
+
+// Merge ends a child scope: s adopts the results named in keep, takes the child's first error if
+// s has none, and the child's other tensors are freed. Autograd holds on to what a backward pass
+// still needs, and frees it during that pass as PyTorch does, instead of the Go handles keeping
+// every activation alive until the step's scope closes.
+func (s *Scope) Merge(c *Scope, keep ...*Tensor) {
+	if c.err != nil && s.err == nil {
+		s.err = c.err
+	}
+	if s.err == nil {
+		for _, t := range keep {
+			if t != nil && t.s == c {
+				s.Adopt(t)
+			}
+		}
+	}
+	c.Close()
+}
+
 func (s *Scope) grad() C.int {
 	if s.noGrad {
 		return 0

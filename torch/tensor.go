@@ -105,6 +105,25 @@ func (t *Tensor) SetRequiresGrad(on bool) error {
 	return nil
 }
 
+// IsChannelsLast reports whether t is a 4-d tensor laid out NHWC in memory. Shapes for which both
+// layouts coincide (1×1 spatial, one channel) report false, as libtorch's suggest_memory_format does.
+func (t *Tensor) IsChannelsLast() bool {
+	return t.live() && C.hdge_tensor_is_channels_last(t.h) != 0
+}
+
+// MakeChannelsLast re-lays a 4-d leaf tensor (a parameter) out NHWC in place. The tensor keeps its
+// identity, values, shape and requires-grad flag, so optimisers and autograd still refer to it; its
+// gradients come back in the same layout.
+func (t *Tensor) MakeChannelsLast() error {
+	if !t.live() {
+		return errFreed("MakeChannelsLast")
+	}
+	if e := C.hdge_tensor_make_channels_last(t.h); e != nil {
+		return takeError("MakeChannelsLast", e)
+	}
+	return nil
+}
+
 // Free releases the tensor now and removes it from its scope. It is idempotent.
 func (t *Tensor) Free() {
 	if !t.live() {
