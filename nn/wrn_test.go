@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"math"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -33,7 +34,7 @@ func TestCheckpointLoadsInPyTorch(t *testing.T) {
 	}
 	for _, cfg := range []WRNConfig{
 		{Depth: 10, Width: 2, Classes: 10, InChannels: 1, Norm: "none"},
-		{Depth: 16, Width: 1, Classes: 100, InChannels: 3, Norm: "batch", Dropout: 0.3},
+		{Depth: 16, Width: 1, Classes: 100, InChannels: 3, Norm: "batch", Dropout: 0.3, ChannelsLast: true},
 	} {
 		name := fmt.Sprintf("wrn-%d-%d-%s-%dch", cfg.Depth, cfg.Width, cfg.Norm, cfg.InChannels)
 		t.Run(name, func(t *testing.T) {
@@ -131,5 +132,75 @@ func TestWRN28x10Builds(t *testing.T) {
 	n := m.NumParams()
 	if n < 36_400_000 || n > 36_600_000 {
 		t.Errorf("wrn-28-10 has %d parameters", n)
+	}
+}
+
+// TestChannelsLastMatchesContiguous: the NHWC layout is a speed choice only. A channels-last model
+// and a row-major one from the same seed give the same logits and parameter gradients, and the
+// channels-last one really holds its conv weights and activations NHWC.
+func TestChannelsLastMatchesContiguous(t *testing.T) {
+	cfg := WRNConfig{Depth: 10, Width: 2, Classes: 10, InChannels: 3, Norm: "batch"}
+	store := torch.NewScope()
+	defer store.Close()
+	row := newModel(t, store, cfg, 5)
+	cfg.ChannelsLast = true
+	nhwc := newModel(t, store, cfg, 5)
+	for _, p := range nhwc.StateDict() {
+		if p.T.Dim() == 4 && p.T.Size(2)*p.T.Size(3) > 1 && !p.T.IsChannelsLast() { // 1×1 kernels are both layouts
+			t.Fatalf("%s is not channels-last", p.Name)
+		}
+	}
+	if row.StateDict()[0].T.IsChannelsLast() {
+		t.Fatal("the row-major model's conv1.weight reports channels-last")
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	gen, err := torch.NewGenerator(7, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Close()
+	x := s.Randn(gen, []int64{6, 3, 32, 32}, torch.Float32, torch.CPU)
+	grads := func(m *WideResNet) ([]float32, [][]float32) {
+		logits := m.Forward(s, x, true)
+		var params []*torch.Tensor
+		for _, p := range m.Parameters() {
+			params = append(params, p)
+		}
+		g := s.Gradients([]*torch.Tensor{s.Sum(s.Square(logits), nil, false)}, params, false)
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		l, _ := logits.Float32s()
+		var gs [][]float32
+		for _, gi := range g {
+			v, _ := gi.Float32s()
+			gs = append(gs, v)
+		}
+		return l, gs
+	}
+	if h := s.ChannelsLast(x); !h.IsChannelsLast() || s.Err() != nil {
+		t.Fatalf("ChannelsLast did not give an NHWC tensor (%v)", s.Err())
+	}
+	l1, g1 := grads(row)
+	l2, g2 := grads(nhwc)
+	close := func(what string, a, b []float32) {
+		t.Helper()
+		var scale, worst float64
+		for i := range a {
+			scale = max(scale, math.Abs(float64(a[i])))
+			worst = max(worst, math.Abs(float64(a[i]-b[i])))
+		}
+		// Float32 sums in another order, through batch norm's backward (which subtracts means),
+		// differ by up to about 1e-3 of the largest value; a layout mix-up would be off by O(1).
+		// The floor covers conv biases that feed batch norm: their true gradient is 0 and both
+		// layouts give rounding noise around it.
+		if len(a) != len(b) || worst > 5e-3*scale+1e-5 {
+			t.Fatalf("%s: channels-last differs by %g (scale %g)", what, worst, scale)
+		}
+	}
+	close("logits", l1, l2)
+	for i := range g1 {
+		close(fmt.Sprintf("gradient %d", i), g1[i], g2[i])
 	}
 }
