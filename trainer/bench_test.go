@@ -40,7 +40,13 @@ func newStepBench(b *testing.B, objective string, classes int) *stepBench {
 	b.Helper()
 	cfg := Defaults()
 	cfg.Objective = objective
-	model, err := BuildModel(cfg, 1, classes, 1)
+	return newStepBenchFor(b, cfg, classes, 1, 28)
+}
+
+// newStepBenchFor is newStepBench for any config and c×side×side inputs.
+func newStepBenchFor(b *testing.B, cfg Config, classes, c, side int) *stepBench {
+	b.Helper()
+	model, err := BuildModel(cfg, c, classes, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -58,7 +64,7 @@ func newStepBench(b *testing.B, objective string, classes int) *stepBench {
 	}
 	b.Cleanup(st.obj.Close)
 	r := rand.New(rand.NewPCG(3, 4))
-	bt := data.Batch{X: make([]float32, cfg.BatchSize*28*28), Y: make([]int64, cfg.BatchSize)}
+	bt := data.Batch{X: make([]float32, cfg.BatchSize*c*side*side), Y: make([]int64, cfg.BatchSize)}
 	for i := range bt.X {
 		bt.X[i] = float32(r.NormFloat64())
 	}
@@ -66,7 +72,7 @@ func newStepBench(b *testing.B, objective string, classes int) *stepBench {
 		bt.Y[i] = int64(r.IntN(classes))
 	}
 	return &stepBench{st: st, params: model.Parameters(), batch: bt,
-		shape: &data.Dataset{Name: "random", C: 1, H: 28, W: 28}}
+		shape: &data.Dataset{Name: "random", C: c, H: side, W: side}}
 }
 
 func (sb *stepBench) step(b *testing.B) {
@@ -129,6 +135,47 @@ func BenchmarkHDGEOverCE(b *testing.B) {
 			b.ReportMetric(medianOf(ceT)*1e3, "ce-ms/step")
 			b.ReportMetric(medianOf(hdgeT)*1e3, "hdge-ms/step")
 			b.ReportMetric(medianOf(ratios), "hdge/ce")
+		})
+	}
+}
+
+// BenchmarkLayout alternates CE training steps of one model laid out channels-last (NHWC, the
+// default) and row-major (NCHW), same seed and batch, and reports the median step times and the
+// median over pairs of the NCHW/NHWC ratio (> 1: channels-last is faster).
+func BenchmarkLayout(b *testing.B) {
+	benchThreads(b)
+	for _, m := range []struct {
+		model, norm string
+		c, side     int
+	}{{"wrn-10-2", "batch", 1, 28}, {"wrn-16-4", "none", 3, 32}} {
+		b.Run(fmt.Sprintf("%s-%s-%dx%d", m.model, m.norm, m.side, m.side), func(b *testing.B) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var sbs [2]*stepBench
+			for i, nhwc := range []bool{false, true} {
+				cfg := Defaults()
+				cfg.Objective, cfg.Model, cfg.Norm, cfg.ChannelsLast = "ce", m.model, m.norm, nhwc
+				sbs[i] = newStepBenchFor(b, cfg, 10, m.c, m.side)
+				sbs[i].step(b)
+			}
+			var ts [2][]float64
+			i := 0
+			for b.Loop() {
+				for j := range 2 {
+					k := (i + j) % 2
+					t0 := time.Now()
+					sbs[k].step(b)
+					ts[k] = append(ts[k], time.Since(t0).Seconds())
+				}
+				i++
+			}
+			ratios := make([]float64, len(ts[0]))
+			for i := range ratios {
+				ratios[i] = ts[0][i] / ts[1][i]
+			}
+			b.ReportMetric(medianOf(ts[0])*1e3, "nchw-ms/step")
+			b.ReportMetric(medianOf(ts[1])*1e3, "nhwc-ms/step")
+			b.ReportMetric(medianOf(ratios), "nchw/nhwc")
 		})
 	}
 }

@@ -120,6 +120,7 @@ func loadCheckpoint(s *torch.Scope, path string) (*checkpoint, error) {
 	if err := json.Unmarshal([]byte(cs), &c.Config); err != nil {
 		return nil, bad("config: " + err.Error())
 	}
+	c.Config.fillOlder()
 	tensors := func(key string, d any) (map[string]*torch.Tensor, []string, error) {
 		od, ok := d.(*ptfile.OrderedDict)
 		if !ok {

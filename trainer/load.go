@@ -33,6 +33,9 @@ func LoadModel(path, device string) (*Loaded, error) {
 	if device != "" {
 		cfg.Device = device
 	}
+	if cfg.Device == "cpu" {
+		cfg.ChannelsLast = true // a layout, not a property of the model: the faster one on a CPU
+	}
 	first, ok := ck.Model["conv1.weight"]
 	lin, ok2 := ck.Model["linear.weight"]
 	if !ok || !ok2 || first.Dim() != 4 || lin.Dim() != 2 {

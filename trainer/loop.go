@@ -77,6 +77,7 @@ func BuildModel(cfg Config, channels, classes int, seed uint64) (*Model, error) 
 	// Parameters are drawn on the CPU from a seeded generator (the same on every device), then moved.
 	m, err := nn.NewWideResNet(nn.Init{Store: store, Gen: gen, Dev: torch.CPU}, nn.WRNConfig{
 		Depth: depth, Width: width, Classes: classes, InChannels: channels, Norm: cfg.Norm, Dropout: cfg.Dropout,
+		ChannelsLast: cfg.ChannelsLast,
 	})
 	if err != nil {
 		store.Close()
@@ -337,7 +338,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	cfg := st.cfg
 	loader := data.NewLoader(train, data.LoaderConfig{
 		BatchSize: cfg.BatchSize, Workers: cfg.Workers, Prefetch: 4, Shuffle: true, DropLast: true, Seed: cfg.Seed,
-		Augment: data.Augment{Crop: cfg.Crop, Flip: cfg.flip(), Noise: cfg.Noise},
+		Augment: data.Augment{Crop: cfg.crop(train.H), Flip: cfg.flip(), Noise: cfg.Noise},
 	})
 	if err := loader.Err(); err != nil {
 		return nil, err
@@ -389,7 +390,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 			waited += wait
 			winWait += wait
 		}
-		lr := cfg.lrAt(st.step, b.Epoch)
+		lr := cfg.lrAt(st.step, b.Epoch, total)
 		st.opt.SetLR(lr)
 		values, err := st.trainStep(b, params, train)
 		loader.Recycle(b)

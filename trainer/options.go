@@ -37,6 +37,8 @@ var options = map[string]option{
 	"momentum":        floatOpt(func(c *Config) *float64 { return &c.Momentum }),
 	"weight-decay":    floatOpt(func(c *Config) *float64 { return &c.WeightDecay }),
 	"warmup":          intOpt(func(c *Config) *int { return &c.Warmup }),
+	"channels-last":   boolOpt(func(c *Config) *bool { return &c.ChannelsLast }),
+	"schedule":        strOpt(func(c *Config) *string { return &c.Schedule }),
 	"decay-epochs":    setDecayEpochs,
 	"decay-rate":      floatOpt(func(c *Config) *float64 { return &c.DecayRate }),
 	"batch-size":      intOpt(func(c *Config) *int { return &c.BatchSize }),

@@ -25,7 +25,7 @@ func trainFlags(d trainer.Config) []cli.Flag {
 		&cli.IntFlag{Name: "val-size", Value: d.ValSize, Category: "data", Usage: "training images held out for validation (fixed by --seed)"},
 		&cli.Float64Flag{Name: "noise", Value: d.Noise, Category: "data", Usage: "std of Gaussian noise added to inputs in [-1,1], at train and test time as in JEM (0 = off)"},
 		&cli.StringFlag{Name: "flip", Value: d.Flip, Category: "data", Usage: "random horizontal flip: auto (off for digits), on, off"},
-		&cli.IntFlag{Name: "crop", Value: d.Crop, Category: "data", Usage: "reflect-pad by this many pixels, then random crop back (0 = off)"},
+		&cli.IntFlag{Name: "crop", Value: d.Crop, Category: "data", Usage: "reflect-pad by this many pixels, then random crop back (0 = off; -1 = auto: 4 for 32×32 images, 0 for 28×28)"},
 		&cli.IntFlag{Name: "workers", Value: d.Workers, Category: "data", Usage: "goroutines preparing batches"},
 
 		&cli.StringFlag{Name: "model", Value: d.Model, Category: "model", Usage: "WideResNet as wrn-DEPTH-WIDTH (the paper: wrn-28-10)"},
@@ -45,6 +45,7 @@ func trainFlags(d trainer.Config) []cli.Flag {
 		&cli.Float64Flag{Name: "momentum", Value: d.Momentum, Category: "optimisation", Usage: "SGD momentum"},
 		&cli.Float64Flag{Name: "weight-decay", Value: d.WeightDecay, Category: "optimisation", Usage: "L2 weight decay"},
 		&cli.IntFlag{Name: "warmup", Value: d.Warmup, Category: "optimisation", Usage: "linear learning-rate warm-up, in steps"},
+		&cli.StringFlag{Name: "schedule", Value: d.Schedule, Category: "optimisation", Usage: "after warm-up: step (multiply by --decay-rate at --decay-epochs, as JEM) or cosine (down to 0 at the last step)"},
 		&cli.StringFlag{Name: "decay-epochs", Value: joinInts(d.DecayEpochs), Category: "optimisation", Usage: "comma-separated epochs at which lr is multiplied by --decay-rate (JEM: 160,180 of 200)"},
 		&cli.Float64Flag{Name: "decay-rate", Value: d.DecayRate, Category: "optimisation", Usage: "lr factor at each decay epoch (JEM: 0.3 with adam; 0.2 with sgd)"},
 		&cli.IntFlag{Name: "batch-size", Value: d.BatchSize, Category: "optimisation", Usage: "images per step"},
@@ -54,6 +55,7 @@ func trainFlags(d trainer.Config) []cli.Flag {
 		&cli.Uint64Flag{Name: "seed", Value: d.Seed, Category: "run", Usage: "seed for initialisation, data order, augmentation and the queue"},
 		&cli.IntFlag{Name: "threads", Category: "run", Usage: "libtorch intra-op threads (0 = one per CPU)"},
 		&cli.StringFlag{Name: "device", Value: d.Device, Category: "run", Usage: "cpu, cuda or cuda:N"},
+		&cli.BoolFlag{Name: "channels-last", Value: d.ChannelsLast, Category: "run", Usage: "lay weights and activations out NHWC: faster convolutions, same results (--channels-last=false: NCHW)"},
 		&cli.StringFlag{Name: "out", Category: "run", Usage: "run directory (default runs/DATASET-OBJECTIVE-TIME)"},
 		&cli.StringFlag{Name: "resume", Category: "run", Usage: "continue a run: its directory or a checkpoint file"},
 		&cli.IntFlag{Name: "keep-last", Value: d.KeepLast, Category: "run", Usage: "step checkpoints to keep (best.pt is kept besides)"},
@@ -67,7 +69,7 @@ func trainFlags(d trainer.Config) []cli.Flag {
 }
 
 // resumable lists the flags a resumed run may change; the rest come from the run's config.
-var resumable = map[string]bool{"epochs": true, "steps": true, "threads": true, "device": true, "workers": true,
+var resumable = map[string]bool{"epochs": true, "steps": true, "threads": true, "device": true, "workers": true, "channels-last": true,
 	"log-every": true, "log-format": true, "no-progress": true, "resume": true, "skip-test": true, "keep-last": true,
 	"ckpt-every": true, "val-every": true, "data-dir": true}
 
