@@ -121,9 +121,10 @@ func TestSmoke(t *testing.T) {
 		kept[f] = mtime(t, filepath.Join(ce1, f))
 	}
 
-	// Sitting 2: ce seed 1 is skipped, hdge seed 1 resumes from step 2, the rest is done.
+	// Sitting 2, two units at a time: ce seed 1 is skipped, hdge seed 1 resumes from step 2, the
+	// rest is done.
 	obsCore, logs = observer.New(zap.InfoLevel)
-	res, err = Run(context.Background(), s, Options{Log: zap.New(obsCore)})
+	res, err = Run(context.Background(), s, Options{Log: zap.New(obsCore), Jobs: 2})
 	if err != nil {
 		t.Fatalf("sitting 2: %v", err)
 	}

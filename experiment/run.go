@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -36,6 +37,9 @@ type Options struct {
 	Only []string
 	// Seeds restricts the sitting to these of the spec's seeds (nil: all).
 	Seeds []uint64
+	// Jobs is how many units train and evaluate at once, in one process (0 or 1: one after the
+	// other). Give each run as many threads as cores / Jobs.
+	Jobs int
 }
 
 // Unit is one run trained with one seed.
@@ -81,7 +85,8 @@ func (s *Spec) Units(only []string, seeds []uint64) ([]Unit, error) {
 // resumable are the settings a run directory may have been trained with differently from the
 // spec: they do not change what is learnt (epochs and steps are checked apart).
 var resumable = map[string]bool{"epochs": true, "steps": true, "threads": true, "device": true, "workers": true,
-	"log-every": true, "keep-last": true, "ckpt-every": true, "val-every": true, "data-dir": true, "out": true}
+	"log-every": true, "keep-last": true, "ckpt-every": true, "val-every": true, "data-dir": true, "out": true,
+	"channels-last": true}
 
 // checkDir compares a run directory's recorded config with the spec's: results are only ever
 // continued or reused for the settings the spec names.
@@ -199,31 +204,62 @@ func Run(ctx context.Context, s *Spec, opts Options) (*Results, error) {
 		return nil, err
 	}
 	defer unlock()
+	if opts.Jobs > 1 {
+		opts.Progress = nil // one progress bar per unit would garble a terminal: log lines instead
+	}
 	r := &runner{spec: s, opts: opts, log: log}
 	log.Info("experiment", zap.String("name", s.Name), zap.String("spec", s.Path), zap.String("out", s.Out),
 		zap.Int("units", len(units)), zap.Strings("runs", s.RunNames()), zap.Any("seeds", s.Seeds))
 	start := time.Now()
-	var failures []string
-	var interrupted, fatal error
+	jobs := max(opts.Jobs, 1)
+	// A sitting stops taking new units at an interruption or a fatal error; units already running
+	// see the interruption through ctx and save a checkpoint.
+	uctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		mu                 sync.Mutex
+		failures           []string
+		interrupted, fatal error
+		wg                 sync.WaitGroup
+		slots              = make(chan struct{}, jobs)
+	)
 	for i, u := range units {
-		ulog := log.With(zap.String("run", u.Run), zap.Uint64("seed", u.Seed))
-		ulog.Info("unit", zap.Int("index", i+1), zap.Int("of", len(units)), zap.String("dir", u.Dir))
-		err := r.do(ctx, u, ulog)
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, ErrInterrupted) {
-			interrupted = err
+		slots <- struct{}{}
+		mu.Lock()
+		halt := interrupted != nil || fatal != nil || uctx.Err() != nil
+		mu.Unlock()
+		if halt {
+			<-slots
 			break
 		}
-		var fe fatalError
-		if errors.As(err, &fe) {
-			fatal = fe.error
-			break
-		}
-		ulog.Error("run failed; going on with the others", zap.Error(err))
-		failures = append(failures, fmt.Sprintf("%s seed %d: %v", u.Run, u.Seed, err))
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			ulog := log.With(zap.String("run", u.Run), zap.Uint64("seed", u.Seed))
+			ulog.Info("unit", zap.Int("index", i+1), zap.Int("of", len(units)), zap.String("dir", u.Dir))
+			err := r.do(uctx, u, ulog)
+			if err == nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			var fe fatalError
+			switch {
+			case errors.As(err, &fe):
+				if fatal == nil {
+					fatal = fe.error
+				}
+				stop()
+			case ctx.Err() != nil: // the sitting was interrupted (Ctrl-C): the unit saved a checkpoint
+				interrupted = ErrInterrupted
+			case uctx.Err() != nil: // stopped because another unit hit a fatal error
+			default:
+				ulog.Error("run failed; going on with the others", zap.Error(err))
+				failures = append(failures, fmt.Sprintf("%s seed %d: %v", u.Run, u.Seed, err))
+			}
+		}()
 	}
+	wg.Wait()
 	log.Info("sitting over", zap.Duration("wall", time.Since(start).Round(time.Second)))
 	res, aerr := Aggregate(s)
 	if aerr == nil {

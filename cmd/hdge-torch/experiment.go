@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -41,6 +42,7 @@ OUT/results.md and OUT/results.json hold mean ± standard deviation over the see
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "only", Usage: "comma-separated runs to work on (default: all)"},
 					&cli.StringFlag{Name: "seeds", Usage: "comma-separated seeds, among the spec's, to work on (default: all)"},
+					&cli.IntFlag{Name: "jobs", Value: 1, Usage: "units (run × seed) trained and evaluated at once; give each run cores/jobs threads in the spec"},
 					out,
 					&cli.StringFlag{Name: "log-format", Value: "console", Usage: "console or json"},
 					&cli.BoolFlag{Name: "no-progress", Usage: "log lines instead of progress bars even on a terminal"},
@@ -60,7 +62,11 @@ OUT/results.md and OUT/results.json hold mean ± standard deviation over the see
 
 func loadSpec(c *cli.Context) (*experiment.Spec, error) {
 	if c.NArg() != 1 {
-		return nil, cli.Exit(fmt.Sprintf("experiment %s needs one spec file, e.g. experiments/fashion-grid.json (got %d arguments)", c.Command.Name, c.NArg()), 2)
+		hint := ""
+		if c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-") {
+			hint = "; flags go before the spec file"
+		}
+		return nil, cli.Exit(fmt.Sprintf("experiment %s needs one spec file, e.g. experiments/fashion-grid.json (got %d arguments%s)", c.Command.Name, c.NArg(), hint), 2)
 	}
 	s, err := experiment.Load(c.Args().First())
 	if err != nil {
@@ -77,7 +83,10 @@ func runExperiment(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := experiment.Options{Only: suite.List(c.String("only"))}
+	opts := experiment.Options{Only: suite.List(c.String("only")), Jobs: c.Int("jobs")}
+	if opts.Jobs < 1 {
+		return cli.Exit(fmt.Sprintf("--jobs must be at least 1, got %d", opts.Jobs), 2)
+	}
 	if c.IsSet("only") && opts.Only == nil {
 		return cli.Exit("--only: empty list of runs", 2)
 	}

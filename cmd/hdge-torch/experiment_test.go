@@ -66,6 +66,8 @@ func TestExperimentCLIErrors(t *testing.T) {
 		{[]string{"experiment", "run", bad}, 2, bad + `: runs[0] (ce): set: unknown option "epoch"`},
 		{[]string{"experiment", "aggregate", bad}, 2, `unknown option "epoch"`},
 		{[]string{"experiment", "run"}, 2, "needs one spec file"},
+		{[]string{"experiment", "run", good, "--only", "ce"}, 2, "flags go before the spec file"},
+		{[]string{"experiment", "run", "--jobs", "0", good}, 2, "--jobs must be at least 1"},
 		{[]string{"experiment", "run", filepath.Join(dir, "nope.json")}, 2, "nope.json"},
 		{[]string{"experiment", "run", "--only", "hdge", good}, 2, `--only: no run is named "hdge"`},
 		{[]string{"experiment", "run", "--seeds", "1,x", good}, 2, `--seeds: "x" is not a seed`},
