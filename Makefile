@@ -74,14 +74,20 @@ run: deps
 # Experiments of the README's Results (hours on a CPU; the specs are experiments/*.json). Finished
 # runs are skipped, so after an interruption the same target continues. EXPERIMENT_FLAGS passes
 # e.g. --only ce or --seeds 1; `bin/hdge-torch experiment aggregate SPEC` re-makes the tables alone.
-.PHONY: experiment-fashion experiment-k experiment-cifar10
-EXPERIMENT_FLAGS ?=
+# The specs give each run one libtorch thread; EXPERIMENT_JOBS runs that many at once (one per core).
+EXPERIMENT_JOBS ?= 2
+EXPERIMENT_FLAGS ?= --jobs $(EXPERIMENT_JOBS)
+.PHONY: experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-long
 experiment-fashion: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-grid.json
 experiment-k: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k.json
 experiment-cifar10: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10.json
+experiment-tau: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-tau.json
+experiment-long: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-long.json
 
 # hdge-torch against the PyTorch reference of the released HDGE code, on the same libtorch, side by
 # side (bench/README.md): about 15 minutes on 2 cores. Writes bench/results.md and bench/results.json;

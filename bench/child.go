@@ -79,7 +79,7 @@ func trainerConfig(rc RunConfig) trainer.Config {
 	c := trainer.Defaults()
 	c.ValSize = 0
 	c.Model, c.Norm, c.Dropout = rc.Model, cmp.Or(rc.Norm, "none"), 0
-	c.DecayEpochs = nil
+	c.Schedule, c.DecayEpochs = "step", nil
 	c.Objective, c.Alpha, c.QueueSize, c.Temperature = rc.Objective, rc.Alpha, rc.QueueSize, rc.Temperature
 	c.Contrast, c.NormLogits = "official", true
 	c.Optimizer, c.LR, c.Warmup = "adam", rc.LR, 0

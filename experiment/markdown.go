@@ -15,7 +15,7 @@ import (
 // operational are train settings that do not change what is learnt; the command template leaves
 // them at their defaults.
 var operational = map[string]bool{"seed": true, "out": true, "threads": true, "workers": true, "log-every": true,
-	"keep-last": true, "ckpt-every": true, "val-every": true}
+	"keep-last": true, "ckpt-every": true, "val-every": true, "channels-last": true}
 
 // commandTemplates are the train and eval command lines every unit stands for, with RUN_SETTINGS,
 // SEED and RUN as placeholders.
