@@ -373,9 +373,13 @@ func unitStatus(u Unit, st *State, evalKey string) UnitStatus {
 	}
 	sum, err := readSummary(u.Dir)
 	switch {
-	case old.Epochs != u.cfg.Epochs || old.Steps != u.cfg.Steps:
+	case !sameLength(*old, u.cfg):
 		us.Status = StatusOutOfDate
-		us.Note = fmt.Sprintf("trained for --epochs %d --steps %d, the spec asks --epochs %d --steps %d (run again to lengthen it)", old.Epochs, old.Steps, u.cfg.Epochs, u.cfg.Steps)
+		how := "run again to lengthen it"
+		if old.Schedule == "cosine" {
+			how = "a cosine schedule cannot be lengthened: move the folder away and run again"
+		}
+		us.Note = fmt.Sprintf("trained for --epochs %d --steps %d, the spec asks --epochs %d --steps %d (%s)", old.Epochs, old.Steps, u.cfg.Epochs, u.cfg.Steps, how)
 	case err != nil && st != nil && st.Failed != "":
 		us.Status, us.Note = StatusFailed, st.Failed
 	case err != nil:

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hdge-torch/hdge-torch/internal/testutil"
+	"github.com/hdge-torch/hdge-torch/trainer"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -402,5 +403,40 @@ func TestStat(t *testing.T) {
 		if got := epsText(e); got != want {
 			t.Errorf("epsText(%v) = %q, want %q", e, got, want)
 		}
+	}
+}
+
+// TestRunLength: with --steps the epoch count is not part of a run's length (a changed default
+// must not invalidate finished runs), and a cosine run cannot be lengthened, since its learning
+// rate follows the length.
+func TestRunLength(t *testing.T) {
+	dir := t.TempDir()
+	old := trainer.Defaults()
+	old.Epochs, old.Steps, old.Schedule = 2, 400, "step"
+	b, _ := json.Marshal(old)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := func(epochs, steps int, schedule string) error {
+		c := old
+		c.Epochs, c.Steps, c.Schedule = epochs, steps, schedule
+		return Unit{Dir: dir, cfg: c}.checkDir()
+	}
+	if err := check(4, 400, "step"); err != nil {
+		t.Errorf("same --steps, other --epochs: %v", err)
+	}
+	if err := check(2, 800, "step"); err != nil {
+		t.Errorf("a step-schedule run lengthened: %v", err)
+	}
+	if err := check(2, 200, "step"); err == nil || !strings.Contains(err.Error(), "cannot be shortened") && !strings.Contains(err.Error(), "not shortened") {
+		t.Errorf("shortened: err = %v", err)
+	}
+	old.Schedule = "cosine"
+	b, _ = json.Marshal(old)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(2, 800, "cosine"); err == nil || !strings.Contains(err.Error(), "cannot be lengthened") {
+		t.Errorf("a cosine run lengthened: err = %v", err)
 	}
 }

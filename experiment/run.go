@@ -103,14 +103,26 @@ func (u Unit) checkDir() error {
 			u.Dir, strings.Join(diff, "; "))
 	}
 	switch {
-	case old.Steps == u.cfg.Steps && old.Epochs == u.cfg.Epochs:
+	case sameLength(old, u.cfg):
 		return nil
+	case old.Schedule == "cosine":
+		return fmt.Errorf("%s was trained for --epochs %d --steps %d, the spec now asks --epochs %d --steps %d: with --schedule cosine the learning rate follows the run's length, so it cannot be lengthened; move that folder away to train it afresh",
+			u.Dir, old.Epochs, old.Steps, u.cfg.Epochs, u.cfg.Steps)
 	case old.Steps == 0 && u.cfg.Steps == 0 && u.cfg.Epochs > old.Epochs,
 		old.Steps > 0 && u.cfg.Steps > old.Steps:
 		return nil // continued from its newest checkpoint up to the new length
 	}
 	return fmt.Errorf("%s was trained for --epochs %d --steps %d, the spec now asks --epochs %d --steps %d: a run can be lengthened but not shortened; move that folder away to train it afresh",
 		u.Dir, old.Epochs, old.Steps, u.cfg.Epochs, u.cfg.Steps)
+}
+
+// sameLength reports whether two configs train for the same length: with --steps, --epochs is
+// not used.
+func sameLength(a, b trainer.Config) bool {
+	if a.Steps > 0 || b.Steps > 0 {
+		return a.Steps == b.Steps
+	}
+	return a.Epochs == b.Epochs
 }
 
 // configDiff lists the settings, by flag name, in which two configs differ, resumable ones aside.
