@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"go.uber.org/zap"
 
@@ -24,6 +25,8 @@ const (
 // way it writes Out/metrics.json, Out/report.html and a PNG per figure, and returns the report.
 // Problems with the user's input come back as *InputError.
 func Run(ctx context.Context, cfg Config) (*eval.Report, error) {
+	runtime.LockOSThread() // one OS thread, one malloc arena for libtorch's buffers (see trainer.Train)
+	defer runtime.UnlockOSThread()
 	log := cfg.Log
 	if log == nil {
 		log = zap.NewNop()
