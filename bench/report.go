@@ -33,7 +33,9 @@ func Markdown(res *Results) string {
 	p("Measured %s on **%s** (%d cores, %.0f MHz, %s), %s. Both sides run libtorch %s: hdge-torch with %s, "+
 		"the reference with Python %s and torch %s. %d intra-op thread(s) and %d data-loader worker(s) on each side. "+
 		"Load average (1, 5, 15 min) %s at the start and %s at the end: the machine is shared, and runs alternate "+
-		"between the sides so that load hits both alike. Total time %.1f min.\n\n",
+		"between the sides so that load hits both alike. The kernels are the same; what differs is the orchestration "+
+		"and the memory layout: hdge-torch runs its default, convolution weights and activations channels-last (NHWC), "+
+		"the reference the released code's row-major NCHW. Total time %.1f min.\n\n",
 		m.Date, m.CPU, m.Cores, m.MHz, m.Vector, deviceWords(m.Device), m.Libtorch, m.Go, m.Python, m.PyTorch,
 		m.Threads, res.Settings.Workers, first(m.Load), last(m.Load), res.Seconds/60)
 	if res.Settings.Command != "" {
