@@ -373,7 +373,7 @@ func unitStatus(u Unit, st *State, evalKey string) UnitStatus {
 	}
 	sum, err := readSummary(u.Dir)
 	switch {
-	case !sameLength(*old, u.cfg):
+	case !old.SameLength(u.cfg):
 		us.Status = StatusOutOfDate
 		how := "run again to lengthen it"
 		if old.Schedule == "cosine" {

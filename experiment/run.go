@@ -103,7 +103,7 @@ func (u Unit) checkDir() error {
 			u.Dir, strings.Join(diff, "; "))
 	}
 	switch {
-	case sameLength(old, u.cfg):
+	case old.SameLength(u.cfg):
 		return nil
 	case old.Schedule == "cosine":
 		return fmt.Errorf("%s was trained for --epochs %d --steps %d, the spec now asks --epochs %d --steps %d: with --schedule cosine the learning rate follows the run's length, so it cannot be lengthened; move that folder away to train it afresh",
@@ -114,15 +114,6 @@ func (u Unit) checkDir() error {
 	}
 	return fmt.Errorf("%s was trained for --epochs %d --steps %d, the spec now asks --epochs %d --steps %d: a run can be lengthened but not shortened; move that folder away to train it afresh",
 		u.Dir, old.Epochs, old.Steps, u.cfg.Epochs, u.cfg.Steps)
-}
-
-// sameLength reports whether two configs train for the same length: with --steps, --epochs is
-// not used.
-func sameLength(a, b trainer.Config) bool {
-	if a.Steps > 0 || b.Steps > 0 {
-		return a.Steps == b.Steps
-	}
-	return a.Epochs == b.Epochs
 }
 
 // configDiff lists the settings, by flag name, in which two configs differ, resumable ones aside.
@@ -237,10 +228,7 @@ func Run(ctx context.Context, s *Spec, opts Options) (*Results, error) {
 	)
 	for i, u := range units {
 		slots <- struct{}{}
-		mu.Lock()
-		halt := interrupted != nil || fatal != nil || uctx.Err() != nil
-		mu.Unlock()
-		if halt {
+		if uctx.Err() != nil { // interrupted, or a fatal error called stop
 			<-slots
 			break
 		}

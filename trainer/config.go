@@ -160,7 +160,6 @@ func (c *Config) objective(classes int) ObjectiveConfig {
 	}
 }
 
-// flip resolves "auto": no horizontal flip for digits, where it changes the class.
 // crop is the padding of the random crop for images of side h: Crop, or with -1 (auto) JEM's 4
 // for 32×32 images and none for 28×28 ones, where a 4-pixel shift of short CPU runs' digits and
 // clothes cost accuracy (88.1 % against 90.3 % test accuracy for cross-entropy in 3 epochs).
@@ -174,6 +173,7 @@ func (c *Config) crop(h int) int {
 	return 0
 }
 
+// flip resolves "auto": no horizontal flip for digits, where it changes the class.
 func (c *Config) flip() bool {
 	switch c.Flip {
 	case "on":
@@ -231,6 +231,15 @@ func ReadConfig(runDir string) (Config, error) {
 	}
 	c.fillOlder()
 	return c, nil
+}
+
+// SameLength reports whether two configs train for the same length: with --steps, --epochs is
+// not used.
+func (c Config) SameLength(o Config) bool {
+	if c.Steps > 0 || o.Steps > 0 {
+		return c.Steps == o.Steps
+	}
+	return c.Epochs == o.Epochs
 }
 
 // fillOlder gives settings added after a config was written the value that run actually used.

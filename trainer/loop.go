@@ -283,7 +283,7 @@ func (st *runState) restore(path string) error {
 		}
 	}
 	st.step, st.pos, st.bestVal = ck.Step, ck.Pos, ck.BestVal
-	if st.cfg.Schedule == "cosine" && (ck.Config.Epochs != st.cfg.Epochs || ck.Config.Steps != st.cfg.Steps) && st.log != nil {
+	if st.cfg.Schedule == "cosine" && !ck.Config.SameLength(st.cfg) && st.log != nil {
 		st.log.Warn("the run's length changed: the cosine schedule now decays over the new length, so the learning rate jumps here and the result differs from a run trained at this length from the start",
 			zap.Int("epochs_before", ck.Config.Epochs), zap.Int("steps_before", ck.Config.Steps),
 			zap.Int("epochs", st.cfg.Epochs), zap.Int("steps", st.cfg.Steps))

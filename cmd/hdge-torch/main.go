@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -16,12 +15,6 @@ import (
 
 // exitInterrupted is the conventional status of a program stopped by SIGINT.
 const exitInterrupted = 130
-
-// Every command runs its libtorch work on the main goroutine; locking it to the main OS thread
-// keeps those calls on one thread, so glibc serves libtorch's allocations from one arena instead
-// of one per thread the goroutine happens to visit (a CIFAR-10 wrn-16-4 run peaked at 1.7-2.1 GB
-// unlocked and 1.4 GB locked, at the same speed), and libtorch's thread-local state stays put.
-func init() { runtime.LockOSThread() }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
