@@ -77,17 +77,20 @@ run: deps
 # The specs give each run one libtorch thread; EXPERIMENT_JOBS runs that many at once (one per core).
 EXPERIMENT_JOBS ?= 2
 EXPERIMENT_FLAGS ?= --jobs $(EXPERIMENT_JOBS)
-.PHONY: experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-long
+.PHONY: experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-fashion-400 experiment-k-400
 experiment-fashion: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-grid.json
 experiment-k: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k.json
 experiment-cifar10: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10.json
+# The short versions (400 steps, step schedule) and the tau sweep that goes with them.
+experiment-fashion-400: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-grid-400.json
+experiment-k-400: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k-400.json
 experiment-tau: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-tau.json
-experiment-long: build
-	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-long.json
 
 # hdge-torch against the PyTorch reference of the released HDGE code, on the same libtorch, side by
 # side (bench/README.md): about 15 minutes on 2 cores. Writes bench/results.md and bench/results.json;

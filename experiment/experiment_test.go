@@ -382,6 +382,41 @@ func TestShippedSpecs(t *testing.T) {
 	}
 }
 
+// TestGridAtDefaults: the Fashion-MNIST grid and K ablation the README reads are what they say they
+// are: `hdge-torch train`'s defaults (only settings that do not change what is learnt differ), the
+// grid has the five runs with at least three seeds, and k65536 is the grid's hdge-official.
+func TestGridAtDefaults(t *testing.T) {
+	load := func(name string) *Spec {
+		s, err := Load(filepath.Join(testutil.RepoRoot(), "experiments", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	grid, k := load("fashion-grid.json"), load("fashion-k.json")
+	if got := strings.Join(grid.RunNames(), ","); got != "ce,hdge-official,hdge-eq13,hdge-alpha0,hdge-no-norm" {
+		t.Errorf("grid runs: %s", got)
+	}
+	if len(grid.Seeds) < 3 {
+		t.Errorf("grid seeds: %v", grid.Seeds)
+	}
+	def := trainer.Defaults()
+	off, err := grid.Config("hdge-official", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := configDiff(def, off); len(diff) > 0 || !def.SameLength(off) {
+		t.Errorf("grid's hdge-official is not hdge-torch train's defaults: %v (epochs %d steps %d)", diff, off.Epochs, off.Steps)
+	}
+	k65536, err := k.Config("k65536", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := configDiff(off, k65536); len(diff) > 0 || !off.SameLength(k65536) {
+		t.Errorf("k65536 differs from the grid's hdge-official: %v", diff)
+	}
+}
+
 func TestStat(t *testing.T) {
 	st := &Stat{Values: []float64{1, 2, 3, 6}}
 	st.finish()
