@@ -376,8 +376,8 @@ func unitStatus(u Unit, st *State, evalKey string) UnitStatus {
 	case !old.SameLength(u.cfg):
 		us.Status = StatusOutOfDate
 		how := "run again to lengthen it"
-		if old.Schedule == "cosine" {
-			how = "a cosine schedule cannot be lengthened: move the folder away and run again"
+		if why := lengthChange(*old, u.cfg); why != "" {
+			how = why + ": move the folder away and run again"
 		}
 		us.Note = fmt.Sprintf("trained for --epochs %d --steps %d, the spec asks --epochs %d --steps %d (%s)", old.Epochs, old.Steps, u.cfg.Epochs, u.cfg.Steps, how)
 	case err != nil && st != nil && st.Failed != "":

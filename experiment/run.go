@@ -102,18 +102,25 @@ func (u Unit) checkDir() error {
 		return fmt.Errorf("%s was trained with other settings than the spec now gives (%s); move that folder away (or set another \"out\") to train it afresh",
 			u.Dir, strings.Join(diff, "; "))
 	}
-	switch {
-	case old.SameLength(u.cfg):
-		return nil
-	case old.Schedule == "cosine":
-		return fmt.Errorf("%s was trained for --epochs %d --steps %d, the spec now asks --epochs %d --steps %d: with --schedule cosine the learning rate follows the run's length, so it cannot be lengthened; move that folder away to train it afresh",
-			u.Dir, old.Epochs, old.Steps, u.cfg.Epochs, u.cfg.Steps)
-	case old.Steps == 0 && u.cfg.Steps == 0 && u.cfg.Epochs > old.Epochs,
-		old.Steps > 0 && u.cfg.Steps > old.Steps:
-		return nil // continued from its newest checkpoint up to the new length
+	if why := lengthChange(old, u.cfg); why != "" {
+		return fmt.Errorf("%s was trained for --epochs %d --steps %d, the spec now asks --epochs %d --steps %d: %s; move that folder away to train it afresh",
+			u.Dir, old.Epochs, old.Steps, u.cfg.Epochs, u.cfg.Steps, why)
 	}
-	return fmt.Errorf("%s was trained for --epochs %d --steps %d, the spec now asks --epochs %d --steps %d: a run can be lengthened but not shortened; move that folder away to train it afresh",
-		u.Dir, old.Epochs, old.Steps, u.cfg.Epochs, u.cfg.Steps)
+	return nil
+}
+
+// lengthChange says why a run trained with old cannot be continued to the length of cfg, or ""
+// when it can: the same length, or a longer one continued from its newest checkpoint.
+func lengthChange(old, cfg trainer.Config) string {
+	switch {
+	case old.SameLength(cfg):
+		return ""
+	case old.Schedule == "cosine":
+		return "with --schedule cosine the learning rate follows the run's length, so it cannot be lengthened"
+	case old.Steps == 0 && cfg.Steps == 0 && cfg.Epochs > old.Epochs, old.Steps > 0 && cfg.Steps > old.Steps:
+		return ""
+	}
+	return "a run can be lengthened but not shortened"
 }
 
 // configDiff lists the settings, by flag name, in which two configs differ, resumable ones aside.
