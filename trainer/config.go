@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 	"github.com/hdge-torch/hdge-torch/nn"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
@@ -211,11 +212,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, append(b, '\n'))
 }
 
 // ReadConfig reads a run directory's config.json.

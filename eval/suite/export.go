@@ -22,6 +22,7 @@ import (
 	"github.com/hdge-torch/hdge-torch/data"
 	"github.com/hdge-torch/hdge-torch/eval/attack"
 	"github.com/hdge-torch/hdge-torch/eval/npy"
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 	"github.com/hdge-torch/hdge-torch/torch"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
@@ -171,7 +172,7 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	}
 
 	if jl := filepath.Join(runDir, "metrics.jsonl"); fileExists(jl) {
-		if err := copyFile(jl, filepath.Join(dir, "training.jsonl")); err != nil {
+		if err := atomicfile.CopyFile(jl, filepath.Join(dir, "training.jsonl")); err != nil {
 			return err
 		}
 		idx.Training, idx.TrainingSource = "training.jsonl", jl
@@ -428,16 +429,4 @@ func sumSteps(cs []attack.Config) int {
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode().IsRegular()
-}
-
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	tmp := to + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, to)
 }
