@@ -343,7 +343,7 @@ hdge_error *hdge_zeros_like(hdge_tensor t, hdge_tensor *out) {
 
 // ---- random ----
 
-static at::Generator &G(hdge_generator g) { return *reinterpret_cast<at::Generator *>(g); }
+static at::Generator &G(hdge_generator g) { return hdge::gen(g); }
 
 static c10::optional<at::Generator> optgen(hdge_generator g) {
   if (g == nullptr) return c10::nullopt;

@@ -147,7 +147,8 @@ hdge_error *hdge_conv2d(hdge_tensor x, hdge_tensor w, hdge_tensor b, int64_t str
 hdge_error *hdge_linear(hdge_tensor x, hdge_tensor w, hdge_tensor b, int grad, hdge_tensor *out);
 hdge_error *hdge_batch_norm(hdge_tensor x, hdge_tensor w, hdge_tensor b, hdge_tensor run_mean, hdge_tensor run_var,
                             int train, double momentum, double eps, int grad, hdge_tensor *out);
-hdge_error *hdge_dropout(hdge_tensor x, double p, int train, int grad, hdge_tensor *out);
+/* Draws the mask from gen (required when train != 0 and p > 0: nothing falls back to the global generator). */
+hdge_error *hdge_dropout(hdge_tensor x, double p, int train, hdge_generator gen, int grad, hdge_tensor *out);
 hdge_error *hdge_avg_pool2d(hdge_tensor x, int64_t kernel, int64_t stride, int64_t padding, int grad,
                             hdge_tensor *out);
 hdge_error *hdge_max_pool2d(hdge_tensor x, int64_t kernel, int64_t stride, int64_t padding, int grad,

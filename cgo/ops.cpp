@@ -255,10 +255,20 @@ hdge_error *hdge_batch_norm(hdge_tensor x, hdge_tensor w, hdge_tensor b, hdge_te
   HDGE_CATCH("batch_norm")
 }
 
-hdge_error *hdge_dropout(hdge_tensor x, double p, int train, int grad, hdge_tensor *out) {
+hdge_error *hdge_dropout(hdge_tensor x, double p, int train, hdge_generator gen, int grad, hdge_tensor *out) {
   HDGE_TRY
   at::AutoGradMode g(grad != 0);
-  *out = wrap(at::dropout(T(x), p, train != 0));
+  const at::Tensor &in = T(x);
+  if (train == 0 || p == 0) {
+    *out = wrap(in);
+  } else {
+    if (gen == nullptr) throw std::invalid_argument("dropout in training mode needs a generator");
+    // at::dropout's own CPU path (input * bernoulli(1-p) / (1-p)), with the caller's generator, so
+    // the same generator state gives PyTorch's mask.
+    at::Tensor noise = at::empty_like(in, at::MemoryFormat::Preserve).bernoulli_(1 - p, hdge::gen(gen));
+    noise.div_(1 - p);
+    *out = wrap(in * noise);
+  }
   HDGE_CATCH("dropout")
 }
 

@@ -23,7 +23,10 @@ func DefaultAugment(digits bool) Augment {
 // Batch is a ready model input: X is B×C×H×W float32, Y the labels, Indices the dataset rows.
 // (Epoch, Index) is its place in the stream.
 type Batch struct {
-	X       []float32
+	X []float32
+	// Views are the further augmented views of the same images, for objectives that contrast
+	// two views (empty when the loader makes one).
+	Views   [][]float32
 	Y       []int64
 	Indices []int
 	Epoch   int
@@ -99,7 +102,7 @@ func NewLoader(d *Dataset, cfg LoaderConfig) *Loader {
 		l.err = fmt.Errorf("loader %s: %d images make no batch of %d (drop-last %v)", d.Name, d.N, cfg.BatchSize, cfg.DropLast)
 	}
 	for v := range l.lut {
-		l.lut[v] = float32(v)/127.5 - 1
+		l.lut[v] = float32(v)/(255*PixelStd) - PixelMean/PixelStd
 	}
 	size := cfg.BatchSize * d.ImageSize()
 	l.pool.New = func() any { s := make([]float32, size); return &s }

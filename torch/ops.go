@@ -335,13 +335,26 @@ func (s *Scope) BatchNorm(x, w, b, runMean, runVar *Tensor, train bool, momentum
 }
 
 // Dropout zeroes elements with probability p and rescales the rest when train is true, drawing
-// from the default CPU generator (or the device's); it is the identity otherwise.
-func (s *Scope) Dropout(x *Tensor, p float64, train bool) *Tensor {
+// the mask from g (PyTorch's mask for the same generator state); it is the identity otherwise.
+// Training with p > 0 needs a generator: a run owns its randomness, so nothing falls back to
+// libtorch's global generator.
+func (s *Scope) Dropout(x *Tensor, p float64, train bool, g *Generator) *Tensor {
 	if !s.ready1("Dropout", x) {
 		return nil
 	}
+	var gh C.hdge_generator
+	if train && p > 0 {
+		var ok bool
+		if g == nil {
+			s.fail("Dropout", "dropout in training mode needs a generator")
+			return nil
+		}
+		if gh, ok = s.genArg("Dropout", g); !ok {
+			return nil
+		}
+	}
 	r := &Tensor{}
-	if e := C.hdge_dropout(x.h, C.double(p), cbool(train), s.grad(), &r.h); e != nil {
+	if e := C.hdge_dropout(x.h, C.double(p), cbool(train), gh, s.grad(), &r.h); e != nil {
 		s.failC("Dropout", e)
 		return nil
 	}

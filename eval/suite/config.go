@@ -13,7 +13,7 @@ import (
 
 	"github.com/hdge-torch/hdge-torch/data"
 	"github.com/hdge-torch/hdge-torch/eval"
-	"github.com/hdge-torch/hdge-torch/eval/attack"
+	"github.com/hdge-torch/hdge-torch/attack"
 )
 
 // Suite names.
