@@ -82,10 +82,10 @@ type WideResNet struct {
 	// DropoutGen draws the dropout masks in training mode (required when Cfg.Dropout > 0): the
 	// run's own generator, never libtorch's global one.
 	DropoutGen *torch.Generator
-	conv1  *Conv2d
-	layers [3][]*block
-	bn1    *BatchNorm2d
-	linear *Linear
+	conv1      *Conv2d
+	layers     [3][]*block
+	bn1        *BatchNorm2d
+	linear     *Linear
 }
 
 // NewWideResNet builds the model, its parameters owned by init.Store.
