@@ -27,8 +27,12 @@ func TrainStep(in StepInput, b data.Batch) (map[string]float64, error) {
 	defer s.Close()
 	n := int64(len(b.Y))
 	c, h, w := int64(in.Shape[0]), int64(in.Shape[1]), int64(in.Shape[2])
-	views := make([]*torch.Tensor, 0, 1+len(b.Views))
-	for _, v := range append([][]float32{b.X}, b.Views...) {
+	host := b.Views
+	if len(host) == 0 {
+		host = [][]float32{b.X}
+	}
+	views := make([]*torch.Tensor, 0, len(host))
+	for _, v := range host {
 		x := s.FromFloat32(v, n, c, h, w)
 		if in.Model.Dev != torch.CPU {
 			x = s.To(x, in.Model.Dev)
