@@ -61,6 +61,8 @@ func runRole(role string) error {
 		return collectives(g)
 	case "loop":
 		return loop(g)
+	case "bench":
+		return benchWorker(g)
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
@@ -194,12 +196,20 @@ func loop(g *dist.Group) error {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freePortErr()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+func freePortErr() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 type worker struct {
@@ -394,5 +404,14 @@ func TestSingleRankAndLeaks(t *testing.T) {
 	}
 	if n := torch.LiveTensors(); n != before {
 		t.Errorf("live tensors %d, want %d", n, before)
+	}
+}
+
+// Rank 0 alone in a world of 2: the error must say which rank never came.
+func TestMissingRankIsNamed(t *testing.T) {
+	_, err := dist.New(dist.Config{MasterAddr: "127.0.0.1", MasterPort: freePort(t), Rank: 0, WorldSize: 2,
+		ConnectTimeout: 2 * time.Second, OpTimeout: 2 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "rank 1 did not join") {
+		t.Fatalf("got %v, want rank 1 named as missing", err)
 	}
 }
