@@ -122,4 +122,3 @@ func freePortB(b *testing.B) int {
 	}
 	return p
 }
-
