@@ -41,6 +41,17 @@ type LoaderConfig struct {
 	Epochs    int
 	Seed      uint64
 	Augment   Augment
+	// Shard makes the stream one rank's share of data-parallel training: BatchSize is then the
+	// global batch (every rank's together), and each batch holds only this rank's slice of it.
+	Shard Shard
+}
+
+// Shard is rank Rank's place among Count data-parallel ranks. Rank r's batch (epoch, index) is
+// images [r*B/Count, (r+1)*B/Count) of the global batch (epoch, index) of B = BatchSize, with the
+// augmentation those images have in the global batch: Count ranks together see exactly what one
+// process with the global batch sees. Count 0 or 1 is the whole batch.
+type Shard struct {
+	Rank, Count int
 }
 
 // Position is where a stream stands: the next batch to be produced. It is all a checkpoint needs
@@ -84,6 +95,15 @@ func NewLoader(d *Dataset, cfg LoaderConfig) *Loader {
 		l.err = fmt.Errorf("loader %s: noise σ %g, want >= 0", d.Name, cfg.Augment.Noise)
 	case cfg.Epochs < 0:
 		l.err = fmt.Errorf("loader %s: epochs %d, want >= 0", d.Name, cfg.Epochs)
+	case cfg.Shard.Count > 1 && (cfg.Shard.Rank < 0 || cfg.Shard.Rank >= cfg.Shard.Count):
+		l.err = fmt.Errorf("loader %s: shard rank %d outside [0, %d)", d.Name, cfg.Shard.Rank, cfg.Shard.Count)
+	case cfg.Shard.Count > 1 && cfg.BatchSize%cfg.Shard.Count != 0:
+		l.err = fmt.Errorf("loader %s: global batch %d does not split into %d equal shards", d.Name, cfg.BatchSize, cfg.Shard.Count)
+	case cfg.Shard.Count > 1 && !cfg.DropLast:
+		// A short last batch would give the ranks unequal shares, and averaged gradients unequal weights.
+		l.err = fmt.Errorf("loader %s: sharding over %d ranks needs drop-last", d.Name, cfg.Shard.Count)
+	case cfg.Shard.Count < 0:
+		l.err = fmt.Errorf("loader %s: shard count %d, want >= 0", d.Name, cfg.Shard.Count)
 	default:
 		l.err = d.Validate()
 	}
@@ -101,9 +121,17 @@ func NewLoader(d *Dataset, cfg LoaderConfig) *Loader {
 	for v := range l.lut {
 		l.lut[v] = float32(v)/127.5 - 1
 	}
-	size := cfg.BatchSize * d.ImageSize()
+	size := l.shardBatch() * d.ImageSize()
 	l.pool.New = func() any { s := make([]float32, size); return &s }
 	return l
+}
+
+// shardBatch is the number of images in each of this loader's full batches.
+func (l *Loader) shardBatch() int {
+	if l.cfg.Shard.Count > 1 {
+		return l.cfg.BatchSize / l.cfg.Shard.Count
+	}
+	return l.cfg.BatchSize
 }
 
 // Err reports a configuration error, or a bad start position given to Start.
@@ -129,7 +157,7 @@ func (l *Loader) After(b Batch) Position {
 
 // Recycle hands b's pixel buffer back for reuse; b must not be used afterwards.
 func (l *Loader) Recycle(b Batch) {
-	if cap(b.X) == l.cfg.BatchSize*l.d.ImageSize() {
+	if cap(b.X) == l.shardBatch()*l.d.ImageSize() {
 		x := b.X[:cap(b.X)]
 		l.pool.Put(&x)
 	}
@@ -261,15 +289,35 @@ func (w *worker) batch(epoch, index int, perm []int) Batch {
 	l, d, cfg := w.l, w.l.d, w.l.cfg
 	start := index * cfg.BatchSize
 	stop := min(start+cfg.BatchSize, d.N)
-	bs := stop - start
+	// The shard's images [lo, hi) of the global batch; the images before lo only advance the
+	// augmentation stream by the draws they would have taken.
+	lo, hi := 0, stop-start
+	if n := cfg.Shard.Count; n > 1 {
+		lo, hi = hi*cfg.Shard.Rank/n, hi*(cfg.Shard.Rank+1)/n
+	}
+	bs := hi - lo
 	size := d.ImageSize()
 	xp := l.pool.Get().(*[]float32)
 	b := Batch{X: (*xp)[:bs*size], Y: make([]int64, bs), Indices: make([]int, bs), Epoch: epoch, Index: index}
-	copy(b.Indices, perm[start:stop])
+	copy(b.Indices, perm[start+lo:start+hi])
 	aug := cfg.Augment
 	var r *rand.Rand
 	if aug.Crop > 0 || aug.Flip || aug.Noise > 0 {
 		r = newRand(cfg.Seed, streamAugment, uint64(epoch), uint64(index))
+		for range lo {
+			if aug.Crop > 0 {
+				r.IntN(2*aug.Crop + 1)
+				r.IntN(2*aug.Crop + 1)
+			}
+			if aug.Flip {
+				r.Uint64()
+			}
+			if aug.Noise > 0 {
+				for range size {
+					r.NormFloat64()
+				}
+			}
+		}
 	}
 	hw := d.H * d.W
 	for j, idx := range b.Indices {
