@@ -47,6 +47,7 @@ func workerConfig() dist.Config {
 		OpTimeout:      20 * time.Second,
 		Heartbeat:      100 * time.Millisecond,
 		BucketBytes:    int64(envInt("BUCKET_BYTES")),
+		DeadAfter:      time.Duration(envInt("DEAD_AFTER_MS")) * time.Millisecond,
 	}
 }
 
@@ -258,9 +259,14 @@ func TestCollectivesTwoRanks(t *testing.T) {
 
 // A rank killed with SIGKILL in the middle of a loop of all-reduces: the other must return an
 // error naming it, well within the bound, and exit on its own.
-func TestKilledRankIsNamed(t *testing.T) {
-	const bound = 15 * time.Second
-	ws := startWorkers(t, "loop", 2)
+func TestKilledRankIsNamed(t *testing.T) { lostRank(t, syscall.SIGKILL, 15*time.Second) }
+
+// A rank frozen with SIGSTOP keeps its sockets open, as a machine that vanished does: Gloo sees
+// nothing, and only the heartbeat can tell; DeadAfter is 2 s here.
+func TestFrozenRankIsNamed(t *testing.T) { lostRank(t, syscall.SIGSTOP, 15*time.Second) }
+
+func lostRank(t *testing.T, sig syscall.Signal, bound time.Duration) {
+	ws := startWorkers(t, "loop", 2, "DEAD_AFTER_MS=2000")
 	lines := make(chan string, 16)
 	for r, w := range ws {
 		if r == 0 {
@@ -295,11 +301,13 @@ func TestKilledRankIsNamed(t *testing.T) {
 		t.Fatalf("the group did not start; stderr 0: %s\nstderr 1: %s", ws[0].err.String(), ws[1].err.String())
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := ws[1].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := ws[1].cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	_ = ws[1].cmd.Wait()
+	if sig == syscall.SIGKILL {
+		_ = ws[1].cmd.Wait()
+	}
 	select {
 	case l, ok := <-lines:
 		if !ok {
