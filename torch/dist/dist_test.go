@@ -62,6 +62,8 @@ func runRole(role string) error {
 		return collectives(g)
 	case "loop":
 		return loop(g)
+	case "ddp":
+		return ddpWorker(g)
 	case "bench":
 		return benchWorker(g)
 	}
