@@ -7,7 +7,9 @@ from reference.py beside this file) wrapped in DistributedDataParallel over the 
     /usr/bin/python3 ddp_reference.py --spawn 2 --config '{...}'      # same, started by this script
 
 --spawn N starts N processes on 127.0.0.1 with a free port (torch.multiprocessing); without it the
-torchrun environment (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE) is read. cfg["batch"] is the batch
+torchrun environment (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE) is read. Debian bookworm's
+torch.distributed.run (1.13 on Python 3.11) fails before starting any worker (its Std.from_str
+returns None under 3.11's enums), so use --spawn there; a newer torchrun works as shown. cfg["batch"] is the batch
 of each process; a DistributedSampler gives each rank its share of the shuffled data. Rank 0 prints
 one JSON object: the step times, global images/s, and allreduce_s, the time of an all-reduce of the
 model's gradients alone in DDP's 25 MB buckets (what the Go side's BenchmarkAllReduceWRN measures),
