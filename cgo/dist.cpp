@@ -298,13 +298,25 @@ void copy_out(Bucket &b, std::vector<at::Tensor> &ts) {
   }
 }
 
-std::vector<at::Tensor> tensors(const hdge_tensor *hs, int n) {
+// The tensors of a call, checked before anything is sent: a wrong device or dtype is the caller's
+// mistake and must not break the group the way a failed collective does.
+std::vector<at::Tensor> tensors(const Group &g, const hdge_tensor *hs, int n) {
   std::vector<at::Tensor> ts;
   ts.reserve(n);
   for (int i = 0; i < n; i++) {
     if (hs[i] == nullptr) throw std::invalid_argument("tensor " + std::to_string(i) + " is NULL");
     ts.push_back(hdge::T(hs[i]));
-    if (!ts.back().defined()) throw std::invalid_argument("tensor " + std::to_string(i) + " is undefined");
+    const auto &t = ts.back();
+    if (!t.defined()) throw std::invalid_argument("tensor " + std::to_string(i) + " is undefined");
+    bool cuda = t.device().is_cuda();
+    if (g.backend == HDGE_DIST_GLOO && !t.device().is_cpu())
+      throw std::invalid_argument("tensor " + std::to_string(i) + " is on " + t.device().str() +
+                                  "; the Gloo group takes CPU tensors");
+    if (g.backend == HDGE_DIST_NCCL && !cuda)
+      throw std::invalid_argument("tensor " + std::to_string(i) + " is on " + t.device().str() +
+                                  "; the NCCL group takes CUDA tensors");
+    if (t.scalar_type() == at::kBool)
+      throw std::invalid_argument("tensor " + std::to_string(i) + " is bool; collectives take numbers");
   }
   return ts;
 }
@@ -422,7 +434,7 @@ hdge_error *hdge_dist_allreduce(hdge_dist_group h, const hdge_tensor *hs, int n,
   g.check_healthy("all_reduce");
   if (op != HDGE_DIST_SUM && op != HDGE_DIST_MEAN) throw std::invalid_argument("unknown reduce op " + std::to_string(op));
   at::NoGradGuard no_grad;
-  auto ts = hdge::dist::tensors(hs, n);
+  auto ts = hdge::dist::tensors(g, hs, n);
   auto bs = hdge::dist::plan(g, ts, bucket_bytes);
   std::vector<c10::intrusive_ptr<c10d::Work>> ws;
   c10d::AllreduceOptions ro;
@@ -446,7 +458,7 @@ hdge_error *hdge_dist_allgather(hdge_dist_group h, hdge_tensor t, int64_t timeou
   Group &g = h->g;
   g.check_healthy("all_gather");
   at::NoGradGuard no_grad;
-  at::Tensor in = hdge::T(t).detach().contiguous();
+  at::Tensor in = hdge::dist::tensors(g, &t, 1)[0].detach().contiguous();
   if (in.dim() == 0) in = in.reshape({1});
   auto sizes = in.sizes().vec();
   sizes[0] *= g.world;
@@ -468,7 +480,7 @@ hdge_error *hdge_dist_broadcast(hdge_dist_group h, const hdge_tensor *hs, int n,
   g.check_healthy("broadcast");
   if (root < 0 || root >= g.world) throw std::invalid_argument("root " + std::to_string(root) + " is not a rank");
   at::NoGradGuard no_grad;
-  auto ts = hdge::dist::tensors(hs, n);
+  auto ts = hdge::dist::tensors(g, hs, n);
   auto bs = hdge::dist::plan(g, ts, bucket_bytes);
   std::vector<c10::intrusive_ptr<c10d::Work>> ws;
   c10d::BroadcastOptions bo;

@@ -399,6 +399,10 @@ func TestSingleRankAndLeaks(t *testing.T) {
 	if err := g.AllReduce([]*torch.Tensor{x}, dist.Mean); err != nil {
 		t.Fatal(err)
 	}
+	// A caller's mistake is an error that leaves the group usable.
+	if err := g.AllReduce([]*torch.Tensor{s.FromBool([]bool{true}, 1)}, dist.Sum); err == nil || !strings.Contains(err.Error(), "bool") {
+		t.Errorf("all-reduce of a bool tensor: %v", err)
+	}
 	all, err := g.AllGather(s, x)
 	if err != nil {
 		t.Fatal(err)
@@ -423,5 +427,27 @@ func TestMissingRankIsNamed(t *testing.T) {
 		ConnectTimeout: 2 * time.Second, OpTimeout: 2 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "rank 1 did not join") {
 		t.Fatalf("got %v, want rank 1 named as missing", err)
+	}
+}
+
+// Ranks that disagree on the world size fail at once with both sizes, not after a timeout.
+func TestWorldSizeMismatch(t *testing.T) {
+	port := freePort(t)
+	done := make(chan error, 1)
+	go func() {
+		g, err := dist.New(dist.Config{MasterAddr: "127.0.0.1", MasterPort: port, Rank: 0, WorldSize: 2,
+			ConnectTimeout: 5 * time.Second, OpTimeout: 2 * time.Second})
+		if g != nil {
+			g.Close()
+		}
+		done <- err
+	}()
+	_, err := dist.New(dist.Config{MasterAddr: "127.0.0.1", MasterPort: port, Rank: 1, WorldSize: 3,
+		ConnectTimeout: 5 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "rank 1 has world size 3 but rank 0 has 2") {
+		t.Errorf("got %v, want the two world sizes", err)
+	}
+	if err := <-done; err == nil {
+		t.Error("rank 0 formed a group without rank 1")
 	}
 }
