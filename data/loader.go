@@ -58,6 +58,17 @@ type LoaderConfig struct {
 	Views int
 	// ViewAugment, when set, holds one Augment per view and replaces Augment.
 	ViewAugment []Augment
+	// Shard makes the stream one rank's share of data-parallel training: BatchSize is then the
+	// global batch (every rank's together), and each batch holds only this rank's slice of it.
+	Shard Shard
+}
+
+// Shard is rank Rank's place among Count data-parallel ranks. Rank r's batch (epoch, index) is
+// images [r*B/Count, (r+1)*B/Count) of the global batch (epoch, index) of B = BatchSize, with the
+// augmentation those images have in the global batch: Count ranks together see exactly what one
+// process with the global batch sees. Count 0 or 1 is the whole batch.
+type Shard struct {
+	Rank, Count int
 }
 
 // Position is where a stream stands: the next batch to be produced. It is all a checkpoint needs
@@ -103,6 +114,15 @@ func NewLoader(d *Dataset, cfg LoaderConfig) *Loader {
 		l.err = fmt.Errorf("loader %s: epochs %d, want >= 0", d.Name, cfg.Epochs)
 	case len(cfg.ViewAugment) > 0 && len(cfg.ViewAugment) != l.cfg.Views:
 		l.err = fmt.Errorf("loader %s: %d view augmentations for %d views", d.Name, len(cfg.ViewAugment), l.cfg.Views)
+	case cfg.Shard.Count > 1 && (cfg.Shard.Rank < 0 || cfg.Shard.Rank >= cfg.Shard.Count):
+		l.err = fmt.Errorf("loader %s: shard rank %d outside [0, %d)", d.Name, cfg.Shard.Rank, cfg.Shard.Count)
+	case cfg.Shard.Count > 1 && cfg.BatchSize%cfg.Shard.Count != 0:
+		l.err = fmt.Errorf("loader %s: global batch %d does not split into %d equal shards", d.Name, cfg.BatchSize, cfg.Shard.Count)
+	case cfg.Shard.Count > 1 && !cfg.DropLast:
+		// A short last batch would give the ranks unequal shares, and averaged gradients unequal weights.
+		l.err = fmt.Errorf("loader %s: sharding over %d ranks needs drop-last", d.Name, cfg.Shard.Count)
+	case cfg.Shard.Count < 0:
+		l.err = fmt.Errorf("loader %s: shard count %d, want >= 0", d.Name, cfg.Shard.Count)
 	default:
 		l.err = d.Validate()
 	}
@@ -135,9 +155,17 @@ func NewLoader(d *Dataset, cfg LoaderConfig) *Loader {
 	for v := range l.lut {
 		l.lut[v] = float32(v)/(255*PixelStd) - PixelMean/PixelStd
 	}
-	size := cfg.BatchSize * d.ImageSize()
+	size := l.shardBatch() * d.ImageSize()
 	l.pool.New = func() any { s := make([]float32, size); return &s }
 	return l
+}
+
+// shardBatch is the number of images in each of this loader's full batches.
+func (l *Loader) shardBatch() int {
+	if l.cfg.Shard.Count > 1 {
+		return l.cfg.BatchSize / l.cfg.Shard.Count
+	}
+	return l.cfg.BatchSize
 }
 
 // Err reports a configuration error, or a bad start position given to Start.
@@ -168,7 +196,7 @@ func (l *Loader) Recycle(b Batch) {
 		views = [][]float32{b.X}
 	}
 	for _, v := range views {
-		if cap(v) == l.cfg.BatchSize*l.d.ImageSize() {
+		if cap(v) == l.shardBatch()*l.d.ImageSize() {
 			x := v[:cap(v)]
 			l.pool.Put(&x)
 		}
@@ -312,16 +340,31 @@ func (w *worker) batch(epoch, index int, perm []int) Batch {
 	l, d, cfg := w.l, w.l.d, w.l.cfg
 	start := index * cfg.BatchSize
 	stop := min(start+cfg.BatchSize, d.N)
-	bs := stop - start
+	global := perm[start:stop]
+	// A shard is its slice of the global batch, augmented as in the global batch: every view of the
+	// whole batch is made, then the slice is kept (the pipeline is far faster than a step).
+	lo, hi := 0, len(global)
+	if n := cfg.Shard.Count; n > 1 {
+		lo, hi = len(global)*cfg.Shard.Rank/n, len(global)*(cfg.Shard.Rank+1)/n
+	}
+	bs := hi - lo
+	size := d.ImageSize()
 	b := Batch{Views: make([][]float32, cfg.Views), Y: make([]int64, bs), Indices: make([]int, bs), Epoch: epoch, Index: index}
-	copy(b.Indices, perm[start:stop])
+	copy(b.Indices, global[lo:hi])
 	for j, idx := range b.Indices {
 		b.Y[j] = d.Labels[idx]
 	}
 	for v := range b.Views {
 		xp := l.pool.Get().(*[]float32)
-		b.Views[v] = (*xp)[:bs*d.ImageSize()]
-		w.view(b.Views[v], b.Indices, v, epoch, index)
+		dst := (*xp)[:bs*size]
+		if bs == len(global) {
+			w.view(dst, global, v, epoch, index)
+		} else {
+			all := make([]float32, len(global)*size)
+			w.view(all, global, v, epoch, index)
+			copy(dst, all[lo*size:hi*size])
+		}
+		b.Views[v] = dst
 	}
 	b.X = b.Views[0]
 	return b
