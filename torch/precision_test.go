@@ -1,7 +1,11 @@
 package torch
 
 import (
+	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -272,5 +276,97 @@ func TestCastCacheGradMode(t *testing.T) {
 		if s.Grad(p) == nil {
 			t.Errorf("param %d has no gradient after a no-grad forward then a recorded one", i)
 		}
+	}
+}
+
+// TestBF16AgainstAutocast: the conv + linear net of testdata/gen_bf16_goldens.py under a BF16
+// scope gives PyTorch's torch.autocast("cpu", bfloat16) results on the same float32 weights and
+// batch, in NCHW and channels-last. Same libtorch kernels and the same conversions: here they are
+// bit-identical. Allowed: 1e-3 of each tensor's largest value, room for another oneDNN build or
+// thread split but under one bfloat16 rounding step (2^-8), so a layer left in float32 or a
+// conversion in the wrong place shows.
+func TestBF16AgainstAutocast(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "bf16_goldens.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gold struct {
+		X      []float32   `json:"x"`
+		Y      []int64     `json:"y"`
+		Params [][]float32 `json:"params"`
+		Cases  []struct {
+			Layout string      `json:"layout"`
+			Logits []float32   `json:"logits"`
+			Loss   float64     `json:"loss"`
+			Grads  [][]float32 `json:"grads"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(raw, &gold); err != nil {
+		t.Fatal(err)
+	}
+	shapes := [][]int64{{8, 3, 3, 3}, {8}, {5, 8}, {5}}
+	for _, c := range gold.Cases {
+		t.Run(c.Layout, func(t *testing.T) {
+			store := NewScope()
+			defer store.Close()
+			var ps []*Tensor
+			for i, v := range gold.Params {
+				p := store.Detach(store.Reshape(store.FromFloat32(v, int64(len(v))), shapes[i]...))
+				if store.Err() != nil {
+					t.Fatal(store.Err())
+				}
+				if c.Layout == "channels_last" && i == 0 {
+					if err := p.MakeChannelsLast(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				_ = p.SetRequiresGrad(true)
+				ps = append(ps, p)
+			}
+			net := &tinyNet{cw: ps[0], cb: ps[1], lw: ps[2], lb: ps[3]}
+			s := NewScope()
+			defer s.Close()
+			s.SetPrecision(BF16)
+			x := s.Reshape(s.FromFloat32(gold.X, int64(len(gold.X))), 4, 3, 6, 6)
+			if c.Layout == "channels_last" {
+				x = s.ChannelsLast(x)
+			}
+			logits := net.forward(s, x)
+			loss := s.CrossEntropy(logits, s.FromInt64(gold.Y, int64(len(gold.Y))), 0, Mean)
+			s.Backward(loss)
+			if err := s.Err(); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := logits.Float32s()
+			compareRel(t, "logits", got, c.Logits, 1e-3)
+			lv, _ := loss.Item()
+			if math.Abs(lv-c.Loss) > 1e-3*math.Abs(c.Loss) {
+				t.Errorf("loss %v, autocast %v", lv, c.Loss)
+			}
+			for i, p := range ps {
+				g, _ := s.Grad(p).Float32s()
+				compareRel(t, "gradient "+strconv.Itoa(i), g, c.Grads[i], 1e-3)
+			}
+		})
+	}
+}
+
+// compareRel checks |got-want| <= tol * max|want| element-wise and logs the largest difference.
+func compareRel(t *testing.T, what string, got, want []float32, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	scale, worst := 0.0, 0.0
+	for _, w := range want {
+		scale = max(scale, math.Abs(float64(w)))
+	}
+	for i := range got {
+		worst = max(worst, math.Abs(float64(got[i])-float64(want[i])))
+	}
+	if worst > tol*scale {
+		t.Errorf("%s: largest difference %.3g, allowed %.3g (%g of %.3g)", what, worst, tol*scale, tol, scale)
+	} else {
+		t.Logf("%s: largest difference %.3g of scale %.3g", what, worst, scale)
 	}
 }
