@@ -186,6 +186,9 @@ func TestBF16ScopeDTypes(t *testing.T) {
 			t.Errorf("param %d: dtype %v, grad %v", i, p.DType(), g)
 		}
 	}
+	if mm := s.Matmul(s.Randn(nil, []int64{2, 3}, Float32, CPU), s.Randn(nil, []int64{3, 4}, Float32, CPU)); mm == nil || mm.DType() != BFloat16 {
+		t.Errorf("Matmul under BF16: %v, want bfloat16", mm)
+	}
 	if s.Precision() != BF16 || s.Child().Precision() != BF16 {
 		t.Errorf("precision not inherited")
 	}
