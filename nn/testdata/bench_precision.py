@@ -3,7 +3,9 @@
 backward, Adam), channels-last, batch 64, in float32 and under torch.autocast("cpu", bfloat16),
 alternating the two, for the Go/Python comparison. Run with Debian's python3-torch:
 
-    /usr/bin/python3 nn/testdata/bench_precision.py [STEPS] [THREADS]
+    /usr/bin/python3 nn/testdata/bench_precision.py [STEPS] [THREADS] [MODEL]
+
+MODEL (wrn-10-2-1x28x28 or wrn-16-4-3x32x32) runs only that one.
 
 Prints one JSON line per model: median img/s for each precision and the bf16/fp32 ratio.
 """
@@ -24,9 +26,12 @@ def main():
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     torch.set_num_threads(threads)
+    only = sys.argv[3] if len(sys.argv) > 3 else None
     torch.manual_seed(1)
     for name, depth, width, ch, side, norm in [("wrn-10-2-1x28x28", 10, 2, 1, 28, "batch"),
                                                ("wrn-16-4-3x32x32", 16, 4, 3, 32, None)]:
+        if only and name != only:
+            continue
         m = W.WideResNet(depth, width, 10, ch, norm=norm).to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(m.parameters(), lr=1e-4)
         x = torch.randn(64, ch, side, side).to(memory_format=torch.channels_last)
