@@ -170,9 +170,19 @@ func (b *block) forward(s *torch.Scope, x *torch.Tensor, cfg WRNConfig, gen *tor
 // Only the result stays in s; the activations are left to autograd (see torch.Scope.Merge).
 func (m *WideResNet) Features(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
 	c := s.Child()
-	f := m.features(c, x, train)
+	f := float32Out(c, m.features(c, x, train))
 	s.Merge(c, f)
 	return f
+}
+
+// float32Out converts a reduced-precision result to float32 (differentiably), so that whatever
+// follows the model (losses, the HDGE queue, exported logits) sees float32 whatever the scope's
+// precision. Under FP32 it is t itself.
+func float32Out(s *torch.Scope, t *torch.Tensor) *torch.Tensor {
+	if s.Precision() == torch.FP32 {
+		return t
+	}
+	return s.ToDType(t, torch.Float32)
 }
 
 func (m *WideResNet) features(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
@@ -195,11 +205,19 @@ func (m *WideResNet) features(s *torch.Scope, x *torch.Tensor, train bool) *torc
 	return s.Flatten(h, 1, -1)
 }
 
-// Forward returns the logits f(x) (B × classes). train selects dropout and batch-norm behaviour.
-// Only the logits stay in s; the activations are left to autograd (see torch.Scope.Merge).
+// Forward returns the logits f(x) (B × classes), float32 in every precision. train selects dropout
+// and batch-norm behaviour. Only the logits stay in s; the activations are left to autograd (see
+// torch.Scope.Merge).
+//
+// Under a BF16 scope (torch.Scope.SetPrecision) the convolutions and the linear head compute in
+// bfloat16 from cached bfloat16 copies of the float32 weights, the activations between them are
+// bfloat16 (half the memory), batch norm normalises bfloat16 activations with float32 statistics,
+// affine parameters and running averages (libtorch's CPU and cuDNN kernels accumulate in float32),
+// and the logits are converted back to float32. Gradients reach the float32 parameters through the
+// conversions.
 func (m *WideResNet) Forward(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
 	c := s.Child()
-	logits := m.linear.Forward(c, m.features(c, x, train))
+	logits := float32Out(c, m.linear.Forward(c, m.features(c, x, train)))
 	s.Merge(c, logits)
 	return logits
 }

@@ -60,6 +60,10 @@ func CUDAAvailable() bool { return C.hdge_cuda_available() != 0 }
 // CUDADeviceCount is the number of CUDA devices libtorch sees (0 without CUDA).
 func CUDADeviceCount() int { return int(C.hdge_cuda_device_count()) }
 
+// CUDABF16Supported reports whether CUDA device i computes bfloat16 natively (compute capability
+// 8.0 or later); false without CUDA.
+func CUDABF16Supported(i int) bool { return C.hdge_cuda_bf16_supported(C.int(i)) != 0 }
+
 // ManualSeed seeds libtorch's default CPU generator and every CUDA default generator.
 func ManualSeed(seed uint64) { C.hdge_manual_seed(C.uint64_t(seed)) }
 

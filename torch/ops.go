@@ -284,7 +284,9 @@ func (s *Scope) optionalOK(op string, ts ...*Tensor) bool {
 	return true
 }
 
-// Conv2d is a 2-D convolution with square stride and padding (b may be nil).
+// Conv2d is a 2-D convolution with square stride and padding (b may be nil). Under a BF16 or FP16
+// scope (SetPrecision) it computes in that type: x is converted, w and b come from the scope's cache
+// of converted parameters, and the result has the reduced type.
 func (s *Scope) Conv2d(x, w, b *Tensor, stride, padding int) *Tensor {
 	return s.Conv2dGrouped(x, w, b, stride, padding, 1, 1)
 }
@@ -294,30 +296,50 @@ func (s *Scope) Conv2dGrouped(x, w, b *Tensor, stride, padding, dilation, groups
 	if !s.ready2("Conv2d", x, w) || !s.optionalOK("Conv2d", b) {
 		return nil
 	}
+	w, b = s.castParam("Conv2d", w), s.castParam("Conv2d", b)
+	if s.err != nil {
+		return nil
+	}
 	r := &Tensor{}
 	if e := C.hdge_conv2d(x.h, w.h, handleOrNil(b), C.int64_t(stride), C.int64_t(stride), C.int64_t(padding),
-		C.int64_t(padding), C.int64_t(dilation), C.int64_t(groups), s.grad(), &r.h); e != nil {
+		C.int64_t(padding), C.int64_t(dilation), C.int64_t(groups), s.computeDType(), s.grad(), &r.h); e != nil {
 		s.failC("Conv2d", e)
 		return nil
 	}
 	return s.add(r)
 }
 
-// Linear is x·wᵀ + b (b may be nil).
+// Linear is x·wᵀ + b (b may be nil), in the scope's precision as Conv2d is.
 func (s *Scope) Linear(x, w, b *Tensor) *Tensor {
 	if !s.ready2("Linear", x, w) || !s.optionalOK("Linear", b) {
 		return nil
 	}
+	w, b = s.castParam("Linear", w), s.castParam("Linear", b)
+	if s.err != nil {
+		return nil
+	}
 	r := &Tensor{}
-	if e := C.hdge_linear(x.h, w.h, handleOrNil(b), s.grad(), &r.h); e != nil {
+	if e := C.hdge_linear(x.h, w.h, handleOrNil(b), s.computeDType(), s.grad(), &r.h); e != nil {
 		s.failC("Linear", e)
 		return nil
 	}
 	return s.add(r)
 }
 
-// Matmul is torch.matmul (broadcasting batch dimensions).
-func (s *Scope) Matmul(a, b *Tensor) *Tensor { return s.binary("Matmul", C.HDGE_MATMUL, a, b) }
+// Matmul is torch.matmul (broadcasting batch dimensions). Under a BF16 or FP16 scope both operands
+// are converted to that type (neither is cached: they are usually activations) and so is the result.
+func (s *Scope) Matmul(a, b *Tensor) *Tensor {
+	if s.prec != FP32 && s.ready2("Matmul", a, b) {
+		dt := s.prec.DType()
+		if a.DType() != dt {
+			a = s.ToDType(a, dt)
+		}
+		if b.DType() != dt {
+			b = s.ToDType(b, dt)
+		}
+	}
+	return s.binary("Matmul", C.HDGE_MATMUL, a, b)
+}
 
 // BatchNorm is F.batch_norm. w, b, runMean and runVar may be nil; in training mode the running
 // statistics (when given) are updated in place with momentum.
@@ -524,7 +546,7 @@ func (s *Scope) Mean(a *Tensor, dims []int, keep bool) *Tensor {
 
 // LogSumExp is log(sum(exp(a))) over dims (nil or empty: all dims), computed stably.
 func (s *Scope) LogSumExp(a *Tensor, dims []int, keep bool) *Tensor {
-	return s.reduce("LogSumExp", C.HDGE_LOGSUMEXP, a, dims, keep)
+	return s.reduce("LogSumExp", C.HDGE_LOGSUMEXP, s.upcast(a), dims, keep)
 }
 
 // Max is the maximum along dim and its index.
@@ -553,9 +575,14 @@ func (s *Scope) Argmax(a *Tensor, dim int, keep bool) *Tensor {
 	return s.add(r)
 }
 
-// LogSoftmax is log(softmax(a)) along dim.
+// LogSoftmax is log(softmax(a)) along dim. Like Softmax, LogSumExp and CrossEntropy it computes in
+// float32 from a bfloat16 or float16 input when the scope's precision is reduced (see Precision).
 func (s *Scope) LogSoftmax(a *Tensor, dim int) *Tensor {
 	if !s.ready1("LogSoftmax", a) {
+		return nil
+	}
+	a = s.upcast(a)
+	if a == nil {
 		return nil
 	}
 	r := &Tensor{}
@@ -569,6 +596,10 @@ func (s *Scope) LogSoftmax(a *Tensor, dim int) *Tensor {
 // Softmax along dim.
 func (s *Scope) Softmax(a *Tensor, dim int) *Tensor {
 	if !s.ready1("Softmax", a) {
+		return nil
+	}
+	a = s.upcast(a)
+	if a == nil {
 		return nil
 	}
 	r := &Tensor{}
@@ -593,6 +624,10 @@ const (
 // the uniform distribution.
 func (s *Scope) CrossEntropy(logits, target *Tensor, labelSmoothing float64, red Reduction) *Tensor {
 	if !s.ready2("CrossEntropy", logits, target) {
+		return nil
+	}
+	logits, target = s.upcast(logits), s.upcast(target)
+	if s.err != nil {
 		return nil
 	}
 	var cred C.int
