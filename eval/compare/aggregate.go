@@ -171,7 +171,9 @@ func PoolCalibration(evals []*Eval) (eval.Calibration, int, bool) {
 		if p.Count > 0 {
 			p.Accuracy /= float64(p.Count)
 			p.Confidence /= float64(p.Count)
-			pool.ECE += float64(p.Count) / float64(pool.N) * math.Abs(p.Accuracy-p.Confidence)
+			w := float64(p.Count) / float64(pool.N)
+			pool.ECE += w * math.Abs(p.Accuracy-p.Confidence)
+			pool.Accuracy += w * p.Accuracy
 		}
 	}
 	return pool, used, true

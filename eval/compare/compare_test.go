@@ -178,7 +178,7 @@ func TestSummarizeSeeds(t *testing.T) {
 	// Pooled bins: 3 seeds × (40, 60) samples; the high bin's accuracy is the seeds' mean.
 	cal, n, ok := PoolCalibration(runs[1].Present())
 	if !ok || n != 3 || cal.N != 300 || cal.Bins[1].Count != 180 || math.Abs(cal.Bins[1].Accuracy-0.92) > 1e-12 ||
-		math.Abs(cal.ECE-(0.4*0.1+0.6*0.12)) > 1e-12 {
+		math.Abs(cal.ECE-(0.4*0.1+0.6*0.12)) > 1e-12 || math.Abs(cal.Accuracy-(0.4*0.3+0.6*0.92)) > 1e-12 {
 		t.Errorf("pooled calibration %+v (n=%d)", cal, n)
 	}
 
