@@ -17,13 +17,26 @@ type Band struct {
 	X    []float64
 	Mean []float64
 	Std  []float64
+	// Palette picks the colour, as 1 + an index into the palette, so one run keeps its colour
+	// across figures that leave some runs out; 0 colours by position.
+	Palette int
 }
 
-// BandPlot overlays series in the house style, one colour each, in order; Scale multiplies Y
-// (100 for accuracies as percentages). Diagonal adds the chance line y = x of a ROC curve.
-func BandPlot(title, xLabel, yLabel string, series []Band, scale float64, diagonal bool) (*plot.Plot, error) {
+// BandOptions: Scale multiplies Y (100 for accuracies as percentages; 0 means 1); Diagonal adds
+// the chance line y = x of a ROC curve; LegendBottom moves the legend off rising curves.
+type BandOptions struct {
+	Scale                  float64
+	Diagonal, LegendBottom bool
+}
+
+// BandPlot overlays series in the house style, one colour each.
+func BandPlot(title, xLabel, yLabel string, series []Band, opt BandOptions) (*plot.Plot, error) {
 	p := newPlot(title, xLabel, yLabel)
-	if diagonal {
+	scale := opt.Scale
+	if scale == 0 {
+		scale = 1
+	}
+	if opt.Diagonal {
 		d, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 0}, {X: scale, Y: scale}})
 		if err != nil {
 			return nil, err
@@ -31,7 +44,7 @@ func BandPlot(title, xLabel, yLabel string, series []Band, scale float64, diagon
 		d.LineStyle = draw.LineStyle{Color: paletteColor(7), Width: vg.Points(0.8), Dashes: []vg.Length{vg.Points(4), vg.Points(3)}}
 		p.Add(d)
 	}
-	p.legend.Top = !diagonal // ROC curves fill the top left
+	p.legend.Top = !opt.Diagonal && !opt.LegendBottom // ROC curves fill the top left
 	drawn := 0
 	for i, s := range series {
 		if len(s.X) != len(s.Mean) || (s.Std != nil && len(s.Std) != len(s.X)) {
@@ -48,6 +61,9 @@ func BandPlot(title, xLabel, yLabel string, series []Band, scale float64, diagon
 			continue
 		}
 		c := paletteColor(i)
+		if s.Palette > 0 {
+			c = paletteColor(s.Palette - 1)
+		}
 		if s.Std != nil {
 			for j := range s.X {
 				if !math.IsNaN(s.Mean[j]) {

@@ -261,6 +261,44 @@ func TestComparePageInChromium(t *testing.T) {
 		t.Errorf("figures: %d robustness, %d training, %d ROC", len(pg.Robustness), len(pg.Training), len(pg.ROC))
 	}
 
+	// compare.json holds the mean ± std of what each seed's metrics.json says.
+	var summary struct {
+		Metrics []struct {
+			Key    string
+			Values map[string]struct {
+				Mean, Std float64
+				N         int
+			}
+		}
+	}
+	js, err := os.ReadFile(filepath.Join(out, SummaryFile))
+	must(t, err)
+	must(t, json.Unmarshal(js, &summary))
+	var accs []float64
+	for _, s := range []string{"seed-1", "seed-2"} {
+		e, err := LoadEval(filepath.Join(exp, "hdge", s, "eval"))
+		must(t, err)
+		accs = append(accs, e.Metrics.Classification.Accuracy)
+	}
+	found := false
+	for _, m := range summary.Metrics {
+		if m.Key == "accuracy" {
+			found = true
+			v := m.Values["hdge"]
+			if want := (accs[0] + accs[1]) / 2; math.Abs(v.Mean-want) > 1e-12 || v.N != 2 || math.Abs(v.Std-math.Abs(accs[0]-accs[1])/math.Sqrt2) > 1e-12 {
+				t.Errorf("compare.json hdge accuracy %+v, seeds %v", v, accs)
+			}
+		}
+		if strings.HasPrefix(m.Key, "pgd/") {
+			if _, ok := m.Values["ce"]; ok {
+				t.Errorf("compare.json gives ce a %s it was never attacked for", m.Key)
+			}
+		}
+	}
+	if !found {
+		t.Error("compare.json has no accuracy")
+	}
+
 	bin := findChromium()
 	if bin == "" {
 		t.Skip("chromium not installed")

@@ -3,6 +3,7 @@ package compare
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -19,8 +20,11 @@ import (
 )
 
 // PageFile is the comparison page inside the output folder; each figure is also written beside
-// it as a PNG.
-const PageFile = "compare.html"
+// it as a PNG, and the summary table's numbers go to SummaryFile.
+const (
+	PageFile    = "compare.html"
+	SummaryFile = "compare.json"
+)
 
 // Figure is one rendered plot of the page.
 type Figure struct {
@@ -128,7 +132,7 @@ func (pg *Page) ood() error {
 		title := fmt.Sprintf("ROC: %s, %s", set, scoreLabel(score))
 		var bands []eval.Band
 		group := Group{Title: fmt.Sprintf("%s: in-distribution vs %s", scoreLabel(score), set)}
-		for _, r := range pg.Runs {
+		for ri, r := range pg.Runs {
 			var curves []map[float64]float64
 			var pooledIn, pooledOut []float64
 			var aurocs []float64
@@ -156,7 +160,7 @@ func (pg *Page) ood() error {
 				continue
 			}
 			c := Aggregate(curves)
-			bands = append(bands, eval.Band{Name: r.Name + seedNote(c.Seeds), X: c.X, Mean: c.Mean, Std: c.Std})
+			bands = append(bands, eval.Band{Name: r.Name + seedNote(c.Seeds), X: c.X, Mean: c.Mean, Std: c.Std, Palette: ri + 1})
 			h, err := eval.NewHistograms(60, eval.NamedScores{Name: "in", Scores: pooledIn}, eval.NamedScores{Name: set, Scores: pooledOut})
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w", r.Name, title, err)
@@ -175,7 +179,7 @@ func (pg *Page) ood() error {
 		if len(bands) == 0 {
 			continue
 		}
-		p, err := eval.BandPlot(title, "false-positive rate (OOD kept)", "true-positive rate (in-distribution kept)", bands, 1, true)
+		p, err := eval.BandPlot(title, "false-positive rate (OOD kept)", "true-positive rate (in-distribution kept)", bands, eval.BandOptions{Diagonal: true})
 		if err != nil {
 			return err
 		}
@@ -204,7 +208,7 @@ func (pg *Page) robustness() error {
 	slices.SortFunc(norms, func(a, b string) int { return normRank(a) - normRank(b) })
 	for _, norm := range norms {
 		var bands []eval.Band
-		for _, r := range pg.Runs {
+		for ri, r := range pg.Runs {
 			// Each seed's curve at its strongest attack (most steps) per ε.
 			var curves []map[float64]float64
 			for _, e := range r.Present() {
@@ -227,10 +231,10 @@ func (pg *Page) robustness() error {
 				continue
 			}
 			c := Aggregate(curves)
-			bands = append(bands, eval.Band{Name: r.Name + seedNote(c.Seeds), X: c.X, Mean: c.Mean, Std: c.Std})
+			bands = append(bands, eval.Band{Name: r.Name + seedNote(c.Seeds), X: c.X, Mean: c.Mean, Std: c.Std, Palette: ri + 1})
 		}
 		title := fmt.Sprintf("PGD robustness (%s)", normName(norm))
-		p, err := eval.BandPlot(title, fmt.Sprintf("ε (%s)", normName(norm)), "accuracy (%)", bands, 100, false)
+		p, err := eval.BandPlot(title, fmt.Sprintf("ε (%s)", normName(norm)), "accuracy (%)", bands, eval.BandOptions{Scale: 100})
 		if err != nil {
 			return err
 		}
@@ -265,7 +269,7 @@ func (pg *Page) training() error {
 	for _, key := range pg.trainingKeys() {
 		var bands []eval.Band
 		xLabel := ""
-		for _, r := range pg.Runs {
+		for ri, r := range pg.Runs {
 			var curves []map[float64]float64
 			for _, e := range r.Present() {
 				t := e.Training
@@ -287,7 +291,7 @@ func (pg *Page) training() error {
 				continue
 			}
 			c := Aggregate(curves)
-			bands = append(bands, eval.Band{Name: r.Name + seedNote(c.Seeds), X: c.X, Mean: c.Mean, Std: c.Std})
+			bands = append(bands, eval.Band{Name: r.Name + seedNote(c.Seeds), X: c.X, Mean: c.Mean, Std: c.Std, Palette: ri + 1})
 		}
 		if len(bands) == 0 {
 			continue
@@ -297,7 +301,7 @@ func (pg *Page) training() error {
 			scale, yLabel = 100, key+" (%)"
 		}
 		title := "Training: " + key
-		p, err := eval.BandPlot(title, xLabel, yLabel, bands, scale, false)
+		p, err := eval.BandPlot(title, xLabel, yLabel, bands, eval.BandOptions{Scale: scale, LegendBottom: scale == 100})
 		if err != nil {
 			return err
 		}
@@ -338,11 +342,67 @@ func (pg *Page) Write(dir string) error {
 			return err
 		}
 	}
+	js, err := json.MarshalIndent(pg.summaryJSON(), "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(dir, SummaryFile), append(js, '\n')); err != nil {
+		return err
+	}
 	b, err := pg.HTML()
 	if err != nil {
 		return err
 	}
 	return writeAtomic(filepath.Join(dir, PageFile), b)
+}
+
+type seedJSON struct {
+	Seed      int    `json:"seed"` // -1 for a folder that is not seed-N
+	Dir       string `json:"dir"`
+	Evaluated bool   `json:"evaluated"`
+	Missing   string `json:"missing,omitempty"`
+}
+
+type statJSON struct {
+	Mean float64 `json:"mean"`
+	Std  float64 `json:"std"`
+	N    int     `json:"n"`
+}
+
+// summaryJSON is compare.json: runs[].{name,path,seeds[].{seed,dir,evaluated,missing}} and
+// metrics[].{key,label,values.<run>.{mean,std,n}}, a run without the metric left out of values.
+func (pg *Page) summaryJSON() any {
+	type runJSON struct {
+		Name  string     `json:"name"`
+		Path  string     `json:"path"`
+		Seeds []seedJSON `json:"seeds"`
+	}
+	type metricJSON struct {
+		Key    string              `json:"key"`
+		Label  string              `json:"label"`
+		Values map[string]statJSON `json:"values"`
+	}
+	var out struct {
+		Runs    []runJSON    `json:"runs"`
+		Metrics []metricJSON `json:"metrics"`
+	}
+	for _, r := range pg.Runs {
+		rj := runJSON{Name: r.Name, Path: r.Path}
+		for _, s := range r.Seeds {
+			rj.Seeds = append(rj.Seeds, seedJSON{s.Seed, s.Dir, s.Eval != nil, s.Reason})
+		}
+		out.Runs = append(out.Runs, rj)
+	}
+	for _, m := range pg.Summary {
+		mj := metricJSON{Key: m.Key, Label: m.Label, Values: map[string]statJSON{}}
+		for i, c := range m.Cells {
+			if !c.Missing && !math.IsNaN(c.Mean) {
+				mj.Values[pg.Runs[i].Name] = statJSON{c.Mean, c.Std, c.N}
+			}
+		}
+		out.Metrics = append(out.Metrics, mj)
+	}
+	return out
 }
 
 func writeAtomic(path string, b []byte) error {
@@ -416,6 +476,7 @@ th:first-child, td:first-child { text-align:left; padding-left:0; }
 th { color:var(--muted); font-weight:600; font-size:13px; }
 td.best { font-weight:700; }
 td.missing { color:var(--muted); font-style:italic; }
+#runs-table td, #runs-table th { text-align:left; }
 .figs { display:grid; grid-template-columns:repeat(auto-fill, minmax(440px, 1fr)); gap:16px; margin-top:10px; }
 figure { margin:0; }
 figure img { width:100%; height:auto; border:1px solid var(--line); border-radius:6px; display:block; }
