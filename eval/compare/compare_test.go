@@ -193,7 +193,19 @@ func TestSummarizeSeeds(t *testing.T) {
 		t.Errorf("empty folder: %v", err)
 	}
 	if _, err := Resolve([]string{filepath.Join(exp, "hdge", "seed-4")}); err == nil || !strings.Contains(err.Error(), "seed-4 holds no evaluation") {
-		t.Errorf("unevaluated seed folder: %v", err)
+		t.Errorf("empty seed folder: %v", err)
+	}
+	// A training run without eval/ is a run not yet evaluated: missing beside others, an error alone.
+	trained := filepath.Join(t.TempDir(), "trained")
+	must(t, os.MkdirAll(trained, 0o755))
+	must(t, os.WriteFile(filepath.Join(trained, "metrics.jsonl"), []byte(`{"step":1,"loss":2}`+"\n"), 0o644))
+	runs, err = Resolve([]string{exp, trained})
+	if err != nil || len(runs) != 3 || runs[2].Name != "trained" || len(runs[2].Present()) != 0 {
+		t.Errorf("unevaluated training run beside an experiment: %v %v", runs, err)
+	}
+	if _, err := Resolve([]string{trained}); err == nil || !strings.Contains(err.Error(), "none of the runs has been evaluated") ||
+		!strings.Contains(err.Error(), filepath.Join(trained, "eval", "metrics.json")) {
+		t.Errorf("only an unevaluated run: %v", err)
 	}
 	if _, err := Resolve([]string{filepath.Join(exp, "absent")}); err == nil || !strings.Contains(err.Error(), "absent") {
 		t.Errorf("absent folder: %v", err)

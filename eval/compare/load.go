@@ -93,8 +93,9 @@ func isDir(p string) bool {
 // Resolve turns each argument into runs. An argument may be an evaluation folder (it holds
 // metrics.json), a training run's folder (its eval/ is used), a run of an experiment (seed-N/eval
 // under it) or an experiment's output folder (one run per sub-folder with seeds). A run or seed
-// without an evaluation is kept as missing; an argument under which no evaluation exists at all
-// is an error naming it.
+// without an evaluation is kept as missing (a training run with metrics.jsonl but no eval/ is such
+// a run); an argument that is none of these is an error naming it, and so is a set of arguments
+// none of which has been evaluated.
 func Resolve(args []string) ([]*Run, error) {
 	if len(args) == 0 {
 		return nil, errors.New("nothing to compare: give evaluation, run or experiment folders")
@@ -105,14 +106,19 @@ func Resolve(args []string) ([]*Run, error) {
 		if err != nil {
 			return nil, err
 		}
-		found := false
-		for _, r := range rs {
-			found = found || len(r.Present()) > 0
-		}
-		if !found {
-			return nil, fmt.Errorf("%s holds no evaluation (no %s in it, in %s/ or in seed-N/%s/ below it)", a, metricsFile, evalDir, evalDir)
+		if len(rs) == 0 {
+			return nil, fmt.Errorf("%s holds no evaluation (no %s in it, in %s/ or in seed-N/%s/ below it, and it is not a training run)", a, metricsFile, evalDir, evalDir)
 		}
 		runs = append(runs, rs...)
+	}
+	if !slices.ContainsFunc(runs, func(r *Run) bool { return len(r.Present()) > 0 }) {
+		var missing []string
+		for _, r := range runs {
+			for _, s := range r.Seeds {
+				missing = append(missing, s.Reason)
+			}
+		}
+		return nil, fmt.Errorf("nothing to compare: none of the runs has been evaluated (%s)", strings.Join(missing, "; "))
 	}
 	// Names label curves and columns: make them unique.
 	seen := map[string]int{}
