@@ -26,6 +26,7 @@ func main() {
 			trainCommand(),
 			evalCommand(),
 			experimentCommand(),
+			compareCommand(),
 			dataCommand(),
 			versionCommand(),
 		},
