@@ -54,12 +54,16 @@ type Config struct {
 	Threads int    `json:"threads"`
 	Device  string `json:"device"`
 	// ChannelsLast lays weights and activations out NHWC (faster convolutions; same results).
-	ChannelsLast bool   `json:"channels_last"`
-	Out          string `json:"out"`
-	KeepLast     int    `json:"keep_last"`
-	CkptEvery    int    `json:"ckpt_every"` // steps between checkpoints (0: only at epoch ends)
-	LogEvery     int    `json:"log_every"`
-	ValEvery     int    `json:"val_every"` // steps between validations (0: at epoch ends)
+	ChannelsLast bool `json:"channels_last"`
+	// Precision is auto, fp32, bf16 or fp16 (mixed precision: fp32 weights, optimiser state and
+	// losses); auto is bf16 where the device computes it natively, fp32 elsewhere.
+	Precision   string `json:"precision,omitempty"`
+	TensorBoard bool   `json:"tensorboard"`
+	Out         string `json:"out"`
+	KeepLast    int    `json:"keep_last"`
+	CkptEvery   int    `json:"ckpt_every"` // steps between checkpoints (0: only at epoch ends)
+	LogEvery    int    `json:"log_every"`
+	ValEvery    int    `json:"val_every"` // steps between validations (0: at epoch ends)
 }
 
 type setting = settings.Setting[Config]
@@ -148,6 +152,10 @@ var baseSettings = []setting{
 		}),
 	settings.Bool("channels-last", groupRun, operational, true, "lay weights and activations out NHWC: faster convolutions, same results (--channels-last=false: NCHW)",
 		func(c *Config) *bool { return &c.ChannelsLast }),
+	settings.String("precision", groupRun, operational, "auto", "auto (bf16 where the CPU has AMX or AVX512-BF16, or the GPU bf16; fp32 elsewhere), fp32, bf16, or fp16 (CUDA, with loss scaling); asked for explicitly, bf16 or fp16 without native support is an error",
+		func(c *Config) *string { return &c.Precision }, settings.OneOf("auto", "fp32", "bf16", "fp16")),
+	settings.Bool("tensorboard", groupRun, operational, true, "write TensorBoard event files to RUN/tensorboard (--tensorboard=false: off)",
+		func(c *Config) *bool { return &c.TensorBoard }),
 	settings.String("out", groupRun, operational, "", "run directory (default runs/DATASET-OBJECTIVE-TIME)",
 		func(c *Config) *string { return &c.Out }),
 	settings.Int("keep-last", groupRun, operational, 2, "step checkpoints to keep (best.pt is kept besides)",
@@ -313,6 +321,9 @@ func (c Config) SameLength(o Config) bool {
 func (c *Config) fillOlder() {
 	if c.Schedule == "" {
 		c.Schedule = "step" // configs without the field were trained with step decay
+	}
+	if c.Precision == "" {
+		c.Precision = "fp32" // configs without the field were trained in fp32
 	}
 	if canon, ok := deprecatedObjectives[c.Objective]; ok {
 		c.Objective = canon

@@ -6,16 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"go.uber.org/zap"
 
 	"github.com/hdge-torch/hdge-torch/data"
+	"github.com/hdge-torch/hdge-torch/internal/tbevent"
 	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
@@ -34,6 +37,7 @@ type Summary struct {
 	TestAcc    float64 `json:"test_acc"`
 	Seconds    float64 `json:"seconds"`
 	ImgPerSec  float64 `json:"img_per_s"`
+	Precision  string  `json:"precision"`
 	DataWait   float64 `json:"data_wait_frac"`
 	Checkpoint string  `json:"checkpoint"`
 	// AlreadyDone is true when a resumed run had already reached its length.
@@ -65,7 +69,9 @@ type runState struct {
 	bestVal  float64
 	lastCkpt string
 	metrics  *os.File
+	tb       *tbevent.Writer // nil with --tensorboard=false
 	shape    [3]int
+	prec     torch.Precision
 }
 
 // optimizer is what the loop needs of torch's Adam and SGD.
@@ -181,6 +187,15 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 		return nil, err
 	}
 	defer m.Close()
+	// "auto" is resolved on every start, so a run resumed on another machine uses what that one
+	// computes natively; an explicit bf16 or fp16 without native support is an error.
+	prec, warning, err := torch.ResolvePrecision(cfg.Precision, cfg.Precision != "auto", m.Dev)
+	if err != nil {
+		return nil, err
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
 	gens, err := newGenerators(cfg.Seed)
 	if err != nil {
 		return nil, err
@@ -188,7 +203,13 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	defer closeGenerators(gens)
 	m.SetDropoutGenerator(gens["dropout"])
 	st := &runState{cfg: cfg, opts: opts, log: log, dev: m.Dev, model: m, metrics: mf, gens: gens,
-		shape: [3]int{full.C, full.H, full.W}}
+		shape: [3]int{full.C, full.H, full.W}, prec: prec}
+	if cfg.TensorBoard {
+		if st.tb, err = tbevent.NewWriter(filepath.Join(cfg.Out, "tensorboard")); err != nil {
+			return nil, fmt.Errorf("--tensorboard: %w", err)
+		}
+		defer st.tb.Close()
+	}
 	st.obj, err = NewObjective(Env{Config: cfg, Classes: classes, Shape: st.shape, Model: m, Gen: gens["objective"], Dev: m.Dev})
 	if err != nil {
 		return nil, err
@@ -205,7 +226,7 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	}
 	log.Info("run", zap.String("dir", cfg.Out), zap.String("dataset", cfg.Dataset), zap.Int("train", train.N),
 		zap.Int("val", cfg.ValSize), zap.String("model", cfg.Model), zap.Int64("params", m.NumParams()),
-		zap.String("objective", cfg.Objective), zap.String("device", m.Dev.String()))
+		zap.String("objective", cfg.Objective), zap.String("device", m.Dev.String()), zap.String("precision", prec.String()))
 
 	sum, err := st.loop(ctx, train, val)
 	if err != nil {
@@ -234,6 +255,11 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	}
 	if err := mf.Close(); err != nil {
 		return sum, fmt.Errorf("--out: metrics.jsonl: %w", err)
+	}
+	if st.tb != nil {
+		if err := st.tb.Close(); err != nil {
+			return sum, fmt.Errorf("--tensorboard: %w", err)
+		}
 	}
 	return sum, nil
 }
@@ -340,6 +366,23 @@ func (st *runState) writeMetrics(m map[string]any) error {
 	if _, err := st.metrics.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("--out: writing metrics.jsonl: %w", err)
 	}
+	if st.tb == nil {
+		return nil
+	}
+	step, _ := m["step"].(int)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if k == "step" || k == "epoch" {
+			continue
+		}
+		if v, ok := m[k].(float64); ok {
+			if err := st.tb.Scalar(k, int64(step), v); err != nil {
+				return fmt.Errorf("--tensorboard: %w", err)
+			}
+		}
+	}
+	if err := st.tb.Flush(); err != nil {
+		return fmt.Errorf("--tensorboard: %w", err)
+	}
 	return nil
 }
 
@@ -364,7 +407,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		return nil, fmt.Errorf("--batch-size %d is larger than the training set (%d images)", cfg.BatchSize, train.N)
 	}
 	total := st.totalSteps(perEpoch)
-	sum := &Summary{RunDir: cfg.Out, BestValAcc: st.bestVal}
+	sum := &Summary{RunDir: cfg.Out, BestValAcc: st.bestVal, Precision: st.prec.String()}
 	if st.step >= total {
 		sum.Steps, sum.Epochs, sum.AlreadyDone, sum.Checkpoint = st.step, st.pos.Epoch, true, st.lastCkpt
 		st.log.Info("the run was already complete: nothing to train", zap.Int("steps", st.step), zap.String("checkpoint", st.lastCkpt))
@@ -410,7 +453,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		lr := cfg.lrAt(st.step, b.Epoch, total)
 		st.opt.SetLR(lr)
 		values, err := TrainStep(StepInput{Model: st.model, Opt: st.opt, Params: params, Obj: st.obj, Gen: st.gens["objective"],
-			Shape: st.shape, Index: st.step}, b)
+			Shape: st.shape, Index: st.step, Precision: st.prec}, b)
 		loader.Recycle(b)
 		if err != nil {
 			return sum, fmt.Errorf("step %d: %w", st.step, err)

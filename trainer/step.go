@@ -16,6 +16,9 @@ type StepInput struct {
 	Shape  [3]int           // C, H, W
 	Index  int
 	Gather func(s *torch.Scope, t *torch.Tensor) *torch.Tensor
+	// Precision of the step's convolutions and linear layers; the logits, losses and every
+	// objective's state stay fp32 (torch.Scope.SetPrecision).
+	Precision torch.Precision
 }
 
 // TrainStep is the training loop's step, exported so benchmarks time exactly it: the batch's
@@ -25,6 +28,7 @@ type StepInput struct {
 func TrainStep(in StepInput, b data.Batch) (map[string]float64, error) {
 	s := torch.NewScope()
 	defer s.Close()
+	s.SetPrecision(in.Precision)
 	n := int64(len(b.Y))
 	c, h, w := int64(in.Shape[0]), int64(in.Shape[1]), int64(in.Shape[2])
 	host := b.Views

@@ -288,7 +288,7 @@ func fit(name string, d, test *data.Dataset) (*data.Dataset, error) {
 
 // absent tells a dataset whose files are not there from one that is damaged.
 func absent(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "not found in")
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, data.ErrNotFound)
 }
 
 // logits runs the model over d with the run's test-time noise and writes name.npy (and labels).
