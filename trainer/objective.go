@@ -144,7 +144,10 @@ func objectiveSetting() setting {
 			}
 			return nil
 		})
-	return s
+	return settings.Canonical(s, func(name string) string {
+		current, _, _ := DeprecatedObjective(name)
+		return current
+	})
 }
 
 // NewObjective builds the objective cfg names.

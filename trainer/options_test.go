@@ -109,3 +109,31 @@ func TestSetOptionValues(t *testing.T) {
 		}
 	}
 }
+
+// TestRenamedObjectiveStillWorks: the old name hdge-simclr is read as hdge-inbatch from flags,
+// specs and old config files alike, so a spec naming it matches the runs it made.
+func TestRenamedObjectiveStillWorks(t *testing.T) {
+	c := Defaults()
+	if err := SetOption(&c, "objective", "hdge-simclr"); err != nil {
+		t.Fatal(err)
+	}
+	if c.Objective != "hdge-inbatch" {
+		t.Fatalf("objective %q, want hdge-inbatch", c.Objective)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := ParseConfig([]byte(`{"objective": "hdge-simclr", "schedule": "step"}`))
+	if err != nil || old.Objective != "hdge-inbatch" {
+		t.Fatalf("old config: %q, %v", old.Objective, err)
+	}
+	if _, warning, ok := DeprecatedObjective("hdge-simclr"); !ok || !strings.Contains(warning, "hdge-inbatch") {
+		t.Fatalf("no deprecation warning: %q", warning)
+	}
+	if err := SetOption(&c, "objective", "nosuch"); err != nil {
+		t.Fatal(err) // the type is right; the name is Validate's to refuse
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "hdge-inbatch") {
+		t.Fatalf("unknown objective error %v should list the known ones", err)
+	}
+}

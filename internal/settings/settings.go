@@ -69,6 +69,19 @@ func String[C any](name, group string, kind Kind, def string, usage string, fiel
 	}
 }
 
+// Canonical wraps a string setting so that a value is stored as canon(value): an old name of a
+// choice is read as its current one everywhere a value enters (flags, specs, old configs).
+func Canonical[C any](st Setting[C], canon func(string) string) Setting[C] {
+	set := st.set
+	st.set = func(c *C, v any) error {
+		if s, ok := v.(string); ok {
+			v = canon(s)
+		}
+		return set(c, v)
+	}
+	return st
+}
+
 // Float declares a float64 setting.
 func Float[C any](name, group string, kind Kind, def float64, usage string, field func(*C) *float64, checks ...Check[float64]) Setting[C] {
 	return Setting[C]{Name: name, Group: group, Kind: kind, Usage: usage, def: def,
