@@ -71,7 +71,9 @@ const l2Tiny = 1e-12
 // modelInput maps pixels in [0, 1] to the model's input space (data.ToModel), plus the optional
 // noise.
 func modelInput(s *torch.Scope, x *torch.Tensor, noise float64, gen *torch.Generator) *torch.Tensor {
-	in := s.DivScalar(s.SubScalar(x, data.PixelMean), data.PixelStd)
+	// x/PixelStd − PixelMean/PixelStd (2x − 1): the loader's own rounding, so an unperturbed
+	// image gives the logits the evaluation's export does, bit for bit.
+	in := s.SubScalar(s.MulScalar(x, 1/data.PixelStd), data.PixelMean/data.PixelStd)
 	if noise > 0 {
 		in = s.Add(in, s.MulScalar(s.RandnLike(gen, in), noise))
 	}

@@ -23,6 +23,13 @@ func newModel(t *testing.T, store *torch.Scope, cfg WRNConfig, seed uint64) *Wid
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Dropout in training mode draws from the model's own generator.
+	dg, err := torch.NewGenerator(seed+1, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dg.Close)
+	m.SetDropoutGenerator(dg)
 	return m
 }
 

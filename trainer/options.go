@@ -17,5 +17,8 @@ func OptionKind(name string) (settings.Kind, bool) {
 	return s.Kind, ok
 }
 
-// Differences lists, by flag, the settings that change what is learnt in which a and b differ.
-func Differences(a, b Config) []string { return Settings().Differences(&a, &b, settings.Learnt) }
+// Differences lists, by flag, the settings that change what is learnt in which a run folder's
+// config (a) and a spec's (b) differ.
+func Differences(a, b Config) []string {
+	return Settings().Labelled(&a, &b, "there", "in the spec", settings.Learnt)
+}

@@ -36,8 +36,10 @@ func TestMain(m *testing.M) {
 		}
 		waitSignal()
 	case "interrupt":
+		c := make(chan os.Signal, 4)
+		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM) // before "started": the test signals on it
 		fmt.Println("started")
-		waitSignal()
+		waitOn(c)
 	case "stubborn":
 		signal.Ignore(syscall.SIGINT, syscall.SIGTERM)
 		fmt.Println("started")
@@ -51,6 +53,10 @@ func TestMain(m *testing.M) {
 func waitSignal() {
 	c := make(chan os.Signal, 4)
 	signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+	waitOn(c)
+}
+
+func waitOn(c chan os.Signal) {
 	s := <-c
 	time.Sleep(100 * time.Millisecond)
 	n := 1

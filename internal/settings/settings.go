@@ -352,8 +352,13 @@ func (t Table[C]) FromFlags(ctx *cli.Context, c *C, only func(name string) bool)
 }
 
 // Differences lists, as "--name A there, B here", the settings of the given kinds in which a
-// and b differ.
+// and b differ; Labelled names the two sides otherwise.
 func (t Table[C]) Differences(a, b *C, kinds ...Kind) []string {
+	return t.Labelled(a, b, "there", "here", kinds...)
+}
+
+// Labelled is Differences with the words naming a's and b's side.
+func (t Table[C]) Labelled(a, b *C, aSide, bSide string, kinds ...Kind) []string {
 	var out []string
 	for _, s := range t {
 		if !slices.Contains(kinds, s.Kind) {
@@ -361,7 +366,7 @@ func (t Table[C]) Differences(a, b *C, kinds ...Kind) []string {
 		}
 		va, vb := s.get(a), s.get(b)
 		if fmt.Sprint(va) != fmt.Sprint(vb) {
-			out = append(out, fmt.Sprintf("--%s %s there, %s here", s.Name, Text(va), Text(vb)))
+			out = append(out, fmt.Sprintf("--%s %s %s, %s %s", s.Name, Text(va), aSide, Text(vb), bSide))
 		}
 	}
 	return out
