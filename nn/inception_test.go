@@ -226,3 +226,28 @@ func TestInceptionWeightsErrors(t *testing.T) {
 		t.Errorf("absent file: %v", err)
 	}
 }
+
+// BenchmarkInceptionForward times the FID network's features for batches of 8 CIFAR-sized images
+// (each resized to 299×299).
+func BenchmarkInceptionForward(b *testing.B) {
+	store := torch.NewScope()
+	defer store.Close()
+	g, _ := torch.NewGenerator(1, torch.CPU)
+	defer g.Close()
+	m, err := NewInceptionV3(Init{Store: store, Gen: g, Dev: torch.CPU})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := torch.NewScope()
+	defer s.Close()
+	x := s.Rand(g, []int64{8, 3, 32, 32}, torch.Float32, torch.CPU)
+	for b.Loop() {
+		c := torch.NewScope()
+		m.Forward(c, x)
+		if err := c.Err(); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+	b.ReportMetric(float64(8*b.N)/b.Elapsed().Seconds(), "img/s")
+}

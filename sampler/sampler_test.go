@@ -120,6 +120,24 @@ func TestConfigValidateNamesTheFlag(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if err := DefaultSettings().Validate(10); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		mod  func(*Settings)
+		flag string
+	}{
+		{func(st *Settings) { st.SGLD.Steps = 0 }, "--sgld-steps"},
+		{func(st *Settings) { st.BufferSize = -1 }, "--buffer-size"},
+		{func(st *Settings) { st.ReinitFreq = 2 }, "--reinit-freq"},
+		{func(st *Settings) { st.Cond, st.BufferSize = true, 10001 }, "--sgld-cond"},
+	} {
+		st := DefaultSettings()
+		c.mod(&st)
+		if err := st.Validate(10); err == nil || !strings.Contains(err.Error(), c.flag) {
+			t.Errorf("settings %+v: error %v, want one naming %s", st, err, c.flag)
+		}
+	}
 	store := torch.NewScope()
 	defer store.Close()
 	g := newGen(t, 1)
@@ -546,7 +564,9 @@ func TestBytes(t *testing.T) {
 	}
 }
 
-// BenchmarkSGLD times JEM's default chain (20 steps) on a wrn-10-2 at batch 64 on 32×32×3.
+// BenchmarkSGLD times JEM's default chain (20 steps) on a wrn-10-2 at batch 64 on 32×32×3, beside
+// one gradient of the logsumexp energy with respect to the parameters (a classifier training
+// step's backward) for the ratio: a JEM step costs about Steps+1 of the latter.
 func BenchmarkSGLD(b *testing.B) {
 	store := torch.NewScope()
 	defer store.Close()
@@ -558,12 +578,27 @@ func BenchmarkSGLD(b *testing.B) {
 		b.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	for b.Loop() {
-		s := torch.NewScope()
-		if _, _, err := buf.Sample(s, g, e, 64, nil, 0.05, cfg); err != nil {
-			b.Fatal(err)
+	b.Run("chain", func(b *testing.B) {
+		for b.Loop() {
+			s := torch.NewScope()
+			if _, _, err := buf.Sample(s, g, e, 64, nil, 0.05, cfg); err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
 		}
-		s.Close()
-	}
-	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N*cfg.Steps), "ms/step")
+		b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N*cfg.Steps), "ms/step")
+	})
+	b.Run("param-gradient", func(b *testing.B) {
+		for b.Loop() {
+			s := torch.NewScope()
+			x := uniformNoise(s, g, []int64{64, 3, 32, 32}, torch.CPU)
+			s.Backward(s.Mean(e(s, x, nil), nil, false))
+			if err := s.Err(); err != nil {
+				b.Fatal(err)
+			}
+			torch.ZeroGrad(m.Parameters())
+			s.Close()
+		}
+		b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/step")
+	})
 }

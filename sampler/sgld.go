@@ -139,3 +139,48 @@ func ShortRun(s *torch.Scope, g *torch.Generator, e Energy, n int, shape []int64
 func uniformNoise(s *torch.Scope, g *torch.Generator, shape []int64, dev torch.Device) *torch.Tensor {
 	return s.AddScalar(s.MulScalar(s.Rand(g, shape, torch.Float32, dev), 2), -1)
 }
+
+// Settings are the sampling flags of JEM's train_wrn_ebm.py, with its names and defaults.
+type Settings struct {
+	SGLD       Config
+	BufferSize int     // --buffer-size
+	ReinitFreq float64 // --reinit-freq
+	Cond       bool    // --sgld-cond: class-conditional chains in per-class buffer blocks
+}
+
+// DefaultSettings are JEM's: 20 steps of size 1 with noise 0.01, 10000 chains, 5 % restarted.
+func DefaultSettings() Settings {
+	return Settings{SGLD: DefaultConfig(), BufferSize: 10000, ReinitFreq: 0.05}
+}
+
+// Validate names the flag of the first bad value; classes is the dataset's class count.
+func (st Settings) Validate(classes int) error {
+	if err := st.SGLD.Validate(); err != nil {
+		return err
+	}
+	if st.BufferSize <= 0 {
+		return fmt.Errorf("--buffer-size must be positive, got %d", st.BufferSize)
+	}
+	if !(st.ReinitFreq >= 0 && st.ReinitFreq <= 1) {
+		return fmt.Errorf("--reinit-freq must be in [0, 1], got %g", st.ReinitFreq)
+	}
+	if st.Cond && classes < 2 {
+		return fmt.Errorf("--sgld-cond needs a labelled dataset of at least 2 classes, got %d", classes)
+	}
+	if st.Cond && st.BufferSize%classes != 0 {
+		return fmt.Errorf("--buffer-size %d must be a multiple of the %d classes with --sgld-cond", st.BufferSize, classes)
+	}
+	return nil
+}
+
+// NewBuffer makes the replay buffer these settings describe for images of the per-sample shape.
+func (st Settings) NewBuffer(store *torch.Scope, g *torch.Generator, shape []int64, classes int, dev torch.Device) (*ReplayBuffer, error) {
+	if err := st.Validate(classes); err != nil {
+		return nil, err
+	}
+	c := 0
+	if st.Cond {
+		c = classes
+	}
+	return NewReplayBuffer(store, g, st.BufferSize, shape, c, dev)
+}
