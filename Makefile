@@ -14,7 +14,7 @@ SHIM := $(BUILD)/libhdgetorch.so
 all: build
 
 # Debian packages the project needs; installed only when missing.
-APT_PKGS := libtorch-dev libopenblas0-pthread python3-torch python3-numpy python3-scipy python3-sklearn dataset-fashion-mnist chromium
+APT_PKGS := libtorch-dev libopenblas0-pthread python3-torch python3-torchvision python3-numpy python3-scipy python3-sklearn dataset-fashion-mnist chromium
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \

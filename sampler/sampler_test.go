@@ -66,6 +66,16 @@ func TestSGLDMovesByTheEnergyGradient(t *testing.T) {
 	if v := floats(t, x0); v[3] != 3 {
 		t.Fatalf("x0 was changed: %v", v)
 	}
+	total := func(s *torch.Scope, x, _ *torch.Tensor) *torch.Tensor { return s.Sum(x, nil, false) }
+	if _, err := SGLD(s, g, total, x0, nil, Config{Steps: 1, LR: 1}); err == nil || !strings.Contains(err.Error(), "one value per sample") {
+		t.Errorf("a scalar energy: %v", err)
+	}
+	if _, err := SGLD(s, nil, quadratic(m), x0, nil, Config{Steps: 1, LR: 1}); err == nil {
+		t.Error("SGLD without a generator was accepted")
+	}
+	if s.Err() != nil {
+		t.Fatal(s.Err())
+	}
 }
 
 func TestSGLDReachesTheStationaryDistribution(t *testing.T) {

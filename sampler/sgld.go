@@ -87,10 +87,14 @@ func SGLD(s *torch.Scope, g *torch.Generator, e Energy, x0, y *torch.Tensor, cfg
 			}
 		}
 		en := e(c, xk, y)
-		if en != nil && en.Dim() != 1 {
+		if en == nil && c.Err() == nil {
+			s.Merge(c)
+			return nil, fmt.Errorf("SGLD: the energy returned no tensor")
+		}
+		if en != nil && (en.Dim() != 1 || en.Size(0) != x.Size(0)) {
 			shape := en.Shape()
 			s.Merge(c)
-			return nil, fmt.Errorf("SGLD: the energy must give one value per sample, got shape %v", shape)
+			return nil, fmt.Errorf("SGLD: the energy must give one value per sample (%d), got shape %v", x.Size(0), shape)
 		}
 		gs := c.Gradients([]*torch.Tensor{en}, []*torch.Tensor{xk}, false)
 		c.SetGradEnabled(false)
