@@ -192,7 +192,7 @@ func (b *ReplayBuffer) Tensors(s *torch.Scope) map[string]*torch.Tensor {
 
 // LoadTensors restores a checkpoint's buffer into b, which must have been made with the same size,
 // sample shape and layout; the first difference is reported.
-func (b *ReplayBuffer) LoadTensors(s *torch.Scope, named map[string]*torch.Tensor) error {
+func (b *ReplayBuffer) LoadTensors(named map[string]*torch.Tensor) error {
 	x, ok := named[TensorSamples]
 	if !ok {
 		return fmt.Errorf("replay buffer: checkpoint has no %s", TensorSamples)
@@ -213,10 +213,10 @@ func (b *ReplayBuffer) LoadTensors(s *torch.Scope, named map[string]*torch.Tenso
 			return fmt.Errorf("replay buffer: checkpoint's buffer has class layout %d, this run's %d (0 is unconditional; --sgld-cond must match)", v[0], b.classes)
 		}
 	}
-	c := s.Child()
-	c.SetGradEnabled(false)
-	c.CopyInto(b.x, x)
-	s.Merge(c)
+	s := torch.NewScope()
+	defer s.Close()
+	s.SetGradEnabled(false)
+	s.CopyInto(b.x, x)
 	if err := s.Err(); err != nil {
 		return fmt.Errorf("replay buffer: %w", err)
 	}

@@ -381,7 +381,7 @@ func TestCheckpointResumesTheChains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b2.LoadTensors(ls, named); err != nil {
+	if err := b2.LoadTensors(named); err != nil {
 		t.Fatal(err)
 	}
 	if err := g2.SetState(state); err != nil {
@@ -398,14 +398,14 @@ func TestCheckpointResumesTheChains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unc.LoadTensors(ls, named); err == nil || !strings.Contains(err.Error(), "--sgld-cond") {
+	if err := unc.LoadTensors(named); err == nil || !strings.Contains(err.Error(), "--sgld-cond") {
 		t.Errorf("a conditional buffer loaded into an unconditional one: %v", err)
 	}
 	small, err := NewReplayBuffer(store, g2, 50, []int64{1, 2, 2}, 10, torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := small.LoadTensors(ls, named); err == nil || !strings.Contains(err.Error(), "--buffer-size") {
+	if err := small.LoadTensors(named); err == nil || !strings.Contains(err.Error(), "--buffer-size") {
 		t.Errorf("a 100-chain buffer loaded into a 50-chain one: %v", err)
 	}
 }
