@@ -157,9 +157,10 @@ func FrechetDistance[T float32 | float64](feats1, feats2 []T, n1, n2, d int) (fd
 	return FrechetDistanceMoments(m1, m2)
 }
 
-// FrechetDistanceMoments is FrechetDistance from precomputed Moments. tr((Σ₁Σ₂)^½) is computed as
-// Σ √λᵢ over the eigenvalues of the symmetric Σ₁^½ Σ₂ Σ₁^½, which has the eigenvalues of Σ₁Σ₂: two
-// symmetric eigen-decompositions instead of scipy's general sqrtm, and no complex round-off.
+// FrechetDistanceMoments is FrechetDistance from precomputed Moments. tr((Σ₁Σ₂)^½) is Σ √λᵢ
+// over the eigenvalues of the symmetric LᵀΣ₂L, where Σ₁ = LLᵀ (Cholesky): LᵀΣ₂L is similar to
+// Σ₁Σ₂, so it has the same eigenvalues, and one Cholesky, two triangular products and a
+// values-only symmetric eigen-decomposition replace scipy's general sqrtm (no complex round-off).
 func FrechetDistanceMoments(m1, m2 Moments) (fd float64, epsUsed bool, err error) {
 	d := len(m1.Mu)
 	if d == 0 || len(m2.Mu) != d || m1.Cov == nil || m2.Cov == nil || m1.Cov.SymmetricDim() != d || m2.Cov.SymmetricDim() != d {
@@ -186,7 +187,8 @@ func FrechetDistanceMoments(m1, m2 Moments) (fd float64, epsUsed bool, err error
 // covariances of rank below d show eigenvalues of order 1e-16 of the largest.
 const singularTol = 1e-10
 
-// traceSqrtProduct is tr(((Σ₁+εI)(Σ₂+εI))^½) and whether the product is singular.
+// traceSqrtProduct is tr(((Σ₁+εI)(Σ₂+εI))^½) and whether the product is singular (then tr is
+// not computed when Σ₁+εI has no Cholesky factor).
 func traceSqrtProduct(s1, s2 *mat.SymDense, eps float64) (tr float64, singular bool, err error) {
 	d := s1.SymmetricDim()
 	a, b := mat.NewSymDense(d, nil), mat.NewSymDense(d, nil)
@@ -196,47 +198,38 @@ func traceSqrtProduct(s1, s2 *mat.SymDense, eps float64) (tr float64, singular b
 		a.SetSym(j, j, a.At(j, j)+eps)
 		b.SetSym(j, j, b.At(j, j)+eps)
 	}
-	var ea mat.EigenSym
-	if !ea.Factorize(a, true) {
-		return 0, false, fmt.Errorf("frechet distance: eigen-decomposition of the first covariance failed")
-	}
-	vals := ea.Values(nil)
-	var v mat.Dense
-	ea.VectorsTo(&v)
-	// Σ₁^½ = V diag(√λ) Vᵀ, with round-off negatives of a PSD matrix taken as zero.
-	vs := mat.NewDense(d, d, nil)
-	vs.Copy(&v)
-	for j, l := range vals {
-		r := math.Sqrt(math.Max(l, 0))
-		for i := 0; i < d; i++ {
-			vs.Set(i, j, vs.At(i, j)*r)
+	var ch mat.Cholesky
+	if !ch.Factorize(a) {
+		if eps > 0 {
+			return 0, true, fmt.Errorf("frechet distance: the first covariance plus %g·I is not positive definite", eps)
 		}
+		return 0, true, nil
 	}
-	var root mat.Dense
-	root.Mul(vs, v.T())
-	var tmp, m mat.Dense
-	tmp.Mul(&root, b)
-	m.Mul(&tmp, &root)
-	ms := mat.NewSymDense(d, nil)
+	var l mat.TriDense
+	ch.LTo(&l)
+	var tmp, k mat.Dense
+	tmp.Mul(l.T(), b)
+	k.Mul(&tmp, &l)
+	ks := mat.NewSymDense(d, nil)
 	for i := 0; i < d; i++ {
 		for j := i; j < d; j++ {
-			ms.SetSym(i, j, (m.At(i, j)+m.At(j, i))/2)
+			ks.SetSym(i, j, (k.At(i, j)+k.At(j, i))/2)
 		}
 	}
 	var em mat.EigenSym
-	if !em.Factorize(ms, false) {
+	if !em.Factorize(ks, false) {
 		return 0, false, fmt.Errorf("frechet distance: eigen-decomposition of the covariance product failed")
 	}
 	lam := em.Values(nil)
 	top := 0.0
-	for _, l := range lam {
-		top = math.Max(top, math.Abs(l))
+	for _, v := range lam {
+		top = math.Max(top, math.Abs(v))
 	}
-	for _, l := range lam {
-		if l <= singularTol*top {
+	for _, v := range lam {
+		if v <= singularTol*top {
 			singular = true
 		}
-		tr += math.Sqrt(math.Max(l, 0))
+		tr += math.Sqrt(math.Max(v, 0))
 	}
 	if top == 0 {
 		singular = true
