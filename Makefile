@@ -14,7 +14,7 @@ SHIM := $(BUILD)/libhdgetorch.so
 all: build
 
 # Debian packages the project needs; installed only when missing.
-APT_PKGS := libtorch-dev libopenblas0-pthread python3-torch python3-torchvision python3-numpy python3-scipy python3-sklearn dataset-fashion-mnist chromium
+APT_PKGS := libtorch-dev libopenblas0-pthread python3-torch python3-torchvision python3-numpy python3-scipy python3-sklearn dataset-fashion-mnist chromium libgloo-dev
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
@@ -30,7 +30,22 @@ SHIM_CUDA_LIB := $(if $(wildcard $(TORCH_LIB)/libtorch_cuda.so),-ltorch_cuda)
 
 $(BUILD)/shim/%.o: cgo/%.cpp cgo/hdge_torch.h cgo/hdge_internal.hpp
 	@mkdir -p $(@D)
-	$(CXX) -std=c++17 -fPIC $(SHIM_CXXFLAGS) -I$(TORCH_INCLUDE) -I$(TORCH_INCLUDE)/torch/csrc/api/include -Icgo -c $< -o $@
+	$(CXX) -std=c++17 -fPIC $(SHIM_CXXFLAGS) $(SHIM_DEFS) -I$(TORCH_INCLUDE) -I$(TORCH_INCLUDE)/torch/csrc/api/include -Icgo -c $< -o $@
+
+# The distributed part (cgo/dist*.cpp, C ABI in hdge_dist.h). c10d's Gloo header compiles only with
+# USE_C10D_GLOO and Gloo's headers (Debian's libgloo-dev, the version of the libgloo0 libtorch
+# links; a libtorch zip ships its own under include/). NCCL is compiled in only where the libtorch
+# has CUDA and nccl.h is found (NCCL_INCLUDE, CUDA_HOME); elsewhere dist_nccl.cpp reports that
+# NCCL is missing. Only these objects get the extra flags.
+GLOO_INCLUDE ?= $(if $(wildcard $(TORCH_INCLUDE)/gloo/config.h),$(TORCH_INCLUDE),/usr/include)
+CUDA_HOME ?= /usr/local/cuda
+NCCL_INCLUDE ?= $(firstword $(dir $(wildcard $(TORCH_INCLUDE)/nccl.h $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h)))
+SHIM_HAVE_NCCL := $(and $(wildcard $(TORCH_LIB)/libtorch_cuda.so),$(NCCL_INCLUDE),$(wildcard $(TORCH_INCLUDE)/torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp))
+GLOO_FLAGS := -DUSE_C10D_GLOO $(if $(filter /usr/include,$(GLOO_INCLUDE)),,-I$(GLOO_INCLUDE))
+DIST_HDRS := cgo/hdge_dist.h cgo/hdge_dist_internal.hpp
+$(BUILD)/shim/dist.o $(BUILD)/shim/dist_gloo.o $(BUILD)/shim/dist_nccl.o: $(DIST_HDRS)
+$(BUILD)/shim/dist_gloo.o: SHIM_DEFS = $(GLOO_FLAGS)
+$(BUILD)/shim/dist_nccl.o: SHIM_DEFS = $(if $(SHIM_HAVE_NCCL),-DUSE_C10D_NCCL $(GLOO_FLAGS) -I$(NCCL_INCLUDE) -I$(CUDA_HOME)/include)
 
 # --no-as-needed keeps libtorch_cuda linked although no symbol of it is referenced: loading it is
 # what registers the CUDA backend.

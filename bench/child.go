@@ -15,6 +15,7 @@ import (
 	"github.com/hdge-torch/hdge-torch/data"
 	"github.com/hdge-torch/hdge-torch/eval"
 	"github.com/hdge-torch/hdge-torch/eval/npy"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
@@ -133,16 +134,15 @@ func goTrain(rc RunConfig) (*RunResult, error) {
 	return res, sc.Err()
 }
 
-// stepper runs training steps of one model outside the loop, in the loop's order (forward, loss,
-// its values, backward, optimiser step, zero grad, objective update), for measurements that
-// alternate objectives within one process.
+// stepper runs the training loop's own step (trainer.TrainStep) on one model outside the loop,
+// for measurements that alternate objectives within one process.
 type stepper struct {
-	model  *trainer.Model
+	model  *model.Model
 	opt    *torch.Adam
 	params []*torch.Tensor
-	x      []float32
-	y      []int64
-	shape  []int64
+	batch  data.Batch
+	shape  [3]int
+	cfg    trainer.Config
 }
 
 func newStepper(rc RunConfig) (*stepper, error) {
@@ -150,23 +150,22 @@ func newStepper(rc RunConfig) (*stepper, error) {
 		return nil, fmt.Errorf("shape %v: want C, H, W", rc.Shape)
 	}
 	cfg := trainerConfig(rc)
-	m, err := trainer.BuildModel(cfg, rc.Shape[0], rc.Classes, rc.Seed)
+	m, err := model.Build(trainer.ModelSettings(cfg), rc.Shape[0], rc.Classes, rc.Seed)
 	if err != nil {
 		return nil, err
 	}
-	st := &stepper{model: m, params: m.Parameters()}
-	st.opt = torch.NewAdam(st.params, torch.AdamConfig{LR: rc.LR, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8})
+	st := &stepper{model: m, params: m.Parameters(), cfg: cfg, shape: [3]int{rc.Shape[0], rc.Shape[1], rc.Shape[2]}}
+	st.opt = torch.NewAdam(st.params, torch.DefaultAdamConfig(rc.LR))
 	r := rand.New(rand.NewPCG(rc.Seed, 7))
 	n := rc.Batch * rc.Shape[0] * rc.Shape[1] * rc.Shape[2]
-	st.x = make([]float32, n)
-	for i := range st.x {
-		st.x[i] = float32(r.NormFloat64())
+	st.batch.X = make([]float32, n)
+	for i := range st.batch.X {
+		st.batch.X[i] = float32(r.NormFloat64())
 	}
-	st.y = make([]int64, rc.Batch)
-	for i := range st.y {
-		st.y[i] = int64(r.IntN(rc.Classes))
+	st.batch.Y = make([]int64, rc.Batch)
+	for i := range st.batch.Y {
+		st.batch.Y[i] = int64(r.IntN(rc.Classes))
 	}
-	st.shape = []int64{int64(rc.Batch), int64(rc.Shape[0]), int64(rc.Shape[1]), int64(rc.Shape[2])}
 	return st, nil
 }
 
@@ -175,41 +174,16 @@ func (st *stepper) close() {
 	st.model.Close()
 }
 
-func (st *stepper) step(obj trainer.Objective) error {
-	s := torch.NewScope()
-	defer s.Close()
-	x := s.FromFloat32(st.x, st.shape...)
-	y := s.FromInt64(st.y, st.shape[0])
-	if st.model.Dev != torch.CPU {
-		x, y = s.To(x, st.model.Dev), s.To(y, st.model.Dev)
-	}
-	logits := st.model.Forward(s, x, true)
-	loss, terms := obj.Loss(s, logits, y)
-	if err := s.Err(); err != nil {
-		return err
-	}
-	if _, err := loss.Item(); err != nil {
-		return err
-	}
-	for _, t := range terms {
-		if _, err := t.Value.Item(); err != nil {
-			return err
-		}
-	}
-	s.Backward(loss)
-	if err := s.Err(); err != nil {
-		return err
-	}
-	if err := st.opt.Step(); err != nil {
-		return err
-	}
-	torch.ZeroGrad(st.params)
-	return obj.Update(logits)
+func (st *stepper) step(obj trainer.Objective, gen *torch.Generator) error {
+	_, err := trainer.TrainStep(trainer.StepInput{Model: st.model, Opt: st.opt, Params: st.params, Obj: obj, Gen: gen, Shape: st.shape}, st.batch)
+	return err
 }
 
-func objectiveConfig(rc RunConfig, kind string, alpha float64) trainer.ObjectiveConfig {
-	return trainer.ObjectiveConfig{Kind: kind, Alpha: alpha, QueueSize: rc.QueueSize, Temperature: rc.Temperature,
-		Form: "official", NormLogits: true, Classes: rc.Classes}
+// newObjective builds an objective of kind with the run's settings and the given α.
+func newObjective(rc RunConfig, kind string, alpha float64, m *model.Model, gen *torch.Generator, dev torch.Device) (trainer.Objective, error) {
+	cfg := trainerConfig(rc)
+	cfg.Objective, cfg.Alpha = kind, alpha
+	return trainer.NewObjective(trainer.Env{Config: cfg, Classes: rc.Classes, Model: m, Gen: gen, Dev: dev})
 }
 
 // goStepRatio alternates CE and HDGE steps on one model and a fixed random batch, so that machine
@@ -226,12 +200,12 @@ func goStepRatio(rc RunConfig) (*RunResult, error) {
 		return nil, err
 	}
 	defer gen.Close()
-	ce, err := trainer.NewObjective(objectiveConfig(rc, "ce", 1), gen, dev)
+	ce, err := newObjective(rc, "ce", 1, st.model, gen, dev)
 	if err != nil {
 		return nil, err
 	}
 	defer ce.Close()
-	hdge, err := trainer.NewObjective(objectiveConfig(rc, "hdge", rc.Alpha), gen, dev)
+	hdge, err := newObjective(rc, "hdge", rc.Alpha, st.model, gen, dev)
 	if err != nil {
 		return nil, err
 	}
@@ -244,8 +218,12 @@ func goStepRatio(rc RunConfig) (*RunResult, error) {
 		}
 		for _, obj := range order {
 			t0 := time.Now()
-			if err := st.step(obj); err != nil {
-				return nil, fmt.Errorf("%s step %d: %w", obj.Name(), i, err)
+			name := "hdge"
+			if obj == ce {
+				name = "ce"
+			}
+			if err := st.step(obj, gen); err != nil {
+				return nil, fmt.Errorf("%s step %d: %w", name, i, err)
 			}
 			el := time.Since(t0).Seconds()
 			if i < rc.WarmupSteps {
@@ -288,7 +266,7 @@ func goContrastive(rc RunConfig) (*RunResult, error) {
 	if err := logits.SetRequiresGrad(true); err != nil {
 		return nil, err
 	}
-	obj, err := trainer.NewObjective(objectiveConfig(rc, "hdge", 0), gen, dev)
+	obj, err := newObjective(rc, "hdge", 0, nil, gen, dev)
 	if err != nil {
 		return nil, err
 	}
@@ -299,11 +277,13 @@ func goContrastive(rc RunConfig) (*RunResult, error) {
 	for i := range rc.WarmupSteps + rc.Steps {
 		t0 := time.Now()
 		s := torch.NewScope()
-		loss, _ := obj.Loss(s, logits, y)
+		step := &trainer.Step{S: s, Y: y}
+		step.SetLogits(logits)
+		loss, _ := obj.Loss(step)
 		s.Backward(loss)
 		err := s.Err()
 		if err == nil {
-			err = obj.Update(logits)
+			err = obj.AfterStep(step)
 		}
 		if err == nil {
 			res.Loss, err = loss.Item() // also waits for a CUDA device
@@ -411,7 +391,7 @@ func goEval(rc RunConfig) (*RunResult, error) {
 		}
 		sets[i] = d
 	}
-	m, err := trainer.BuildModel(trainerConfig(rc), sets[0].C, rc.Classes, rc.Seed)
+	m, err := model.Build(trainer.ModelSettings(trainerConfig(rc)), sets[0].C, rc.Classes, rc.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -431,7 +411,7 @@ func goEval(rc RunConfig) (*RunResult, error) {
 	t0 := time.Now()
 	logits := make([]eval.Logits, len(sets))
 	for i, d := range sets {
-		flat, err := trainer.Logits(m, d, rc.Augment.Noise, rc.EvalBatch, rc.Seed+uint64(i))
+		flat, err := m.Logits(d, rc.Augment.Noise, rc.EvalBatch, rc.Seed+uint64(i))
 		if err != nil {
 			return nil, fmt.Errorf("logits of %s: %w", d.Name, err)
 		}
@@ -472,7 +452,7 @@ func goEval(rc RunConfig) (*RunResult, error) {
 // reference and for the evaluation runs) and a batch with labels and a queue, and returns
 // hdge-torch's logits and HDGE loss on them.
 func goParity(rc RunConfig) (*RunResult, error) {
-	m, err := trainer.BuildModel(trainerConfig(rc), rc.Shape[0], rc.Classes, rc.Seed)
+	m, err := model.Build(trainer.ModelSettings(trainerConfig(rc)), rc.Shape[0], rc.Classes, rc.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -489,7 +469,7 @@ func goParity(rc RunConfig) (*RunResult, error) {
 		return nil, err
 	}
 	defer gen.Close()
-	obj, err := trainer.NewObjective(objectiveConfig(rc, "hdge", rc.Alpha), gen, m.Dev)
+	obj, err := newObjective(rc, "hdge", rc.Alpha, m, gen, m.Dev)
 	if err != nil {
 		return nil, err
 	}
@@ -499,7 +479,7 @@ func goParity(rc RunConfig) (*RunResult, error) {
 	s.SetGradEnabled(false)
 	x := s.Randn(gen, []int64{int64(rc.Batch), int64(rc.Shape[0]), int64(rc.Shape[1]), int64(rc.Shape[2])}, torch.Float32, torch.CPU)
 	y := s.RandInt(gen, 0, int64(rc.Classes), []int64{int64(rc.Batch)}, torch.CPU)
-	inputs := map[string]*torch.Tensor{"x": x, "y": y, "queue": obj.Tensors(s)["queue"]}
+	inputs := map[string]*torch.Tensor{"x": x, "y": y, "queue": obj.State(s)["queue"]}
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
@@ -510,7 +490,9 @@ func goParity(rc RunConfig) (*RunResult, error) {
 		x, y = s.To(x, m.Dev), s.To(y, m.Dev)
 	}
 	logits := m.Forward(s, x, false)
-	loss, terms := obj.Loss(s, logits, y)
+	step := &trainer.Step{S: s, Y: y, Model: m}
+	step.SetLogits(logits)
+	loss, terms := obj.Loss(step)
 	if err := s.Err(); err != nil {
 		return nil, err
 	}

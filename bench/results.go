@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 )
 
 // Results is everything one benchmark run measured; it is written as JSON and rendered as the
@@ -209,9 +211,5 @@ func writeFile(path string, b []byte) error {
 			return err
 		}
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, b)
 }

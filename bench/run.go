@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
@@ -551,7 +552,7 @@ func (r *runner) flops() error {
 		shape := r.ds.shape[row.Dataset]
 		cfg := trainer.Defaults()
 		cfg.Model, cfg.Norm, cfg.Device = strings.TrimSuffix(row.Model, " (batch norm)"), "none", "cpu"
-		m, err := trainer.BuildModel(cfg, shape[0], 10, 1)
+		m, err := model.Build(trainer.ModelSettings(cfg), shape[0], 10, 1)
 		if err != nil {
 			return err
 		}

@@ -54,6 +54,22 @@ hdge_error *hdge_gradients(const hdge_tensor *outputs, int nout, const hdge_tens
   HDGE_CATCH("gradients")
 }
 
+hdge_error *hdge_unscale_grads(const hdge_tensor *params, int n, double inv_scale, int *found_inf) {
+  HDGE_TRY
+  at::NoGradGuard no_grad;
+  *found_inf = 0;
+  at::Tensor bad;  // accumulated on the gradients' device so that only the final read synchronises
+  for (int i = 0; i < n; i++) {
+    at::Tensor g = T(params[i]).grad();
+    if (!g.defined()) continue;
+    g.mul_(inv_scale);
+    at::Tensor b = at::logical_not(at::isfinite(g)).any();
+    bad = bad.defined() ? at::logical_or(bad, b) : b;
+  }
+  if (bad.defined()) *found_inf = bad.item<bool>() ? 1 : 0;
+  HDGE_CATCH("unscale_grads")
+}
+
 // Mirrors torch.optim.Adam's single-tensor path (amsgrad=False, maximize=False) of the libtorch
 // version this library is built against.
 hdge_error *hdge_adam_step(const hdge_tensor *params, const hdge_tensor *exp_avg, const hdge_tensor *exp_avg_sq,

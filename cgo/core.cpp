@@ -1,6 +1,8 @@
 // Errors, handle lifetime, metadata, host data, creation, random generators and process settings.
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/DeviceGuard.h>
 #include <torch/cuda.h>
 
 #include <malloc.h>
@@ -42,6 +44,8 @@ at::ScalarType scalar_type(int dtype) {
     case HDGE_INT64: return at::kLong;
     case HDGE_UINT8: return at::kByte;
     case HDGE_BOOL: return at::kBool;
+    case HDGE_BFLOAT16: return at::kBFloat16;
+    case HDGE_FLOAT16: return at::kHalf;
   }
   throw std::invalid_argument("unknown dtype code " + std::to_string(dtype));
 }
@@ -53,6 +57,8 @@ int dtype_code(at::ScalarType st) {
     case at::kLong: return HDGE_INT64;
     case at::kByte: return HDGE_UINT8;
     case at::kBool: return HDGE_BOOL;
+    case at::kBFloat16: return HDGE_BFLOAT16;
+    case at::kHalf: return HDGE_FLOAT16;
     default: return -1;
   }
 }
@@ -103,6 +109,21 @@ int hdge_cuda_available(void) {
 int hdge_cuda_device_count(void) {
   try {
     return static_cast<int>(torch::cuda::device_count());
+  } catch (...) {
+    return 0;
+  }
+}
+
+int hdge_cuda_bf16_supported(int index) {
+  try {
+    if (index < 0 || index >= static_cast<int>(torch::cuda::device_count())) return 0;
+    at::Device dev(at::kCUDA, static_cast<c10::DeviceIndex>(index));
+    c10::DeviceGuard guard(dev);
+    // The cuDNN hook reads the current device's capability (>= 8.0); the product proves cuBLAS takes
+    // bfloat16 there too.
+    if (!at::detail::getCUDAHooks().supportsBFloat16ConvolutionWithCuDNNv8()) return 0;
+    at::Tensor a = at::ones({16, 16}, at::TensorOptions().dtype(at::kBFloat16).device(dev));
+    return at::matmul(a, a).sum().item<float>() == 16.0f * 256.0f ? 1 : 0;
   } catch (...) {
     return 0;
   }
@@ -206,6 +227,14 @@ int64_t hdge_tensor_numel(hdge_tensor t) {
 int hdge_tensor_dtype(hdge_tensor t) {
   try {
     return hdge::dtype_code(T(t).scalar_type());
+  } catch (...) {
+    return -1;
+  }
+}
+
+int64_t hdge_tensor_version(hdge_tensor t) {
+  try {
+    return static_cast<int64_t>(T(t)._version());
   } catch (...) {
     return -1;
   }
@@ -343,7 +372,7 @@ hdge_error *hdge_zeros_like(hdge_tensor t, hdge_tensor *out) {
 
 // ---- random ----
 
-static at::Generator &G(hdge_generator g) { return *reinterpret_cast<at::Generator *>(g); }
+static at::Generator &G(hdge_generator g) { return hdge::gen(g); }
 
 static c10::optional<at::Generator> optgen(hdge_generator g) {
   if (g == nullptr) return c10::nullopt;

@@ -27,6 +27,8 @@ inline hdge_tensor wrap(at::Tensor t) {
   return reinterpret_cast<hdge_tensor>(p);
 }
 
+inline at::Generator &gen(hdge_generator g) { return *reinterpret_cast<at::Generator *>(g); }
+
 inline c10::optional<at::Tensor> opt(hdge_tensor h) {
   if (h == nullptr) return c10::nullopt;
   return T(h);

@@ -32,7 +32,7 @@ typedef struct hdge_error {
 
 void hdge_error_free(hdge_error *e);
 
-enum { HDGE_FLOAT32 = 0, HDGE_FLOAT64 = 1, HDGE_INT64 = 2, HDGE_UINT8 = 3, HDGE_BOOL = 4 };
+enum { HDGE_FLOAT32 = 0, HDGE_FLOAT64 = 1, HDGE_INT64 = 2, HDGE_UINT8 = 3, HDGE_BOOL = 4, HDGE_BFLOAT16 = 5, HDGE_FLOAT16 = 6 };
 enum { HDGE_CPU = 0, HDGE_CUDA = 1 };
 
 /* ---- process ---- */
@@ -41,6 +41,9 @@ void hdge_set_num_threads(int n);
 int hdge_get_num_threads(void);
 int hdge_cuda_available(void);
 int hdge_cuda_device_count(void);
+/* 1 when CUDA device index computes bfloat16 matrix products and convolutions natively (compute
+ * capability 8.0 or later with cuDNN 8), else 0; never fails. */
+int hdge_cuda_bf16_supported(int index);
 void hdge_manual_seed(uint64_t seed); /* CPU and every CUDA default generator */
 int64_t hdge_live_tensors(void);
 /* Sets glibc malloc's mmap and trim thresholds (bytes; <= 0 leaves one as it is). Training frees and
@@ -58,7 +61,10 @@ int hdge_tensor_shape(hdge_tensor t, int64_t *out, int cap);
 /* Size of dimension dim (negative counts from the end); -1 when out of range. */
 int64_t hdge_tensor_size(hdge_tensor t, int64_t dim);
 int64_t hdge_tensor_numel(hdge_tensor t);
-int hdge_tensor_dtype(hdge_tensor t); /* -1 for a dtype outside the five codes */
+int hdge_tensor_dtype(hdge_tensor t); /* -1 for a dtype outside the seven codes */
+/* The version counter every in-place change bumps (optimizer steps, copy_); -1 on failure. It tells a
+ * cache of converted copies that its copy is stale. */
+int64_t hdge_tensor_version(hdge_tensor t);
 void hdge_tensor_device(hdge_tensor t, int *kind, int *index);
 int hdge_tensor_requires_grad(hdge_tensor t);
 hdge_error *hdge_tensor_set_requires_grad(hdge_tensor t, int on);
@@ -142,12 +148,17 @@ hdge_error *hdge_zero_(hdge_tensor t);
 hdge_error *hdge_fill_(hdge_tensor t, double v);
 
 /* ---- neural-network maths; optional tensors may be NULL ---- */
+/* dtype >= 0 converts x, w and b to that dtype inside the call (differentiably: gradients reach the
+ * originals in their own dtype), as autocast does for a lower-precision compute type; -1 computes in
+ * the inputs' own dtype. Callers pass already-converted weights to skip their conversion. */
 hdge_error *hdge_conv2d(hdge_tensor x, hdge_tensor w, hdge_tensor b, int64_t stride_h, int64_t stride_w,
-                        int64_t pad_h, int64_t pad_w, int64_t dilation, int64_t groups, int grad, hdge_tensor *out);
-hdge_error *hdge_linear(hdge_tensor x, hdge_tensor w, hdge_tensor b, int grad, hdge_tensor *out);
+                        int64_t pad_h, int64_t pad_w, int64_t dilation, int64_t groups, int dtype, int grad,
+                        hdge_tensor *out);
+hdge_error *hdge_linear(hdge_tensor x, hdge_tensor w, hdge_tensor b, int dtype, int grad, hdge_tensor *out);
 hdge_error *hdge_batch_norm(hdge_tensor x, hdge_tensor w, hdge_tensor b, hdge_tensor run_mean, hdge_tensor run_var,
                             int train, double momentum, double eps, int grad, hdge_tensor *out);
-hdge_error *hdge_dropout(hdge_tensor x, double p, int train, int grad, hdge_tensor *out);
+/* Draws the mask from gen (required when train != 0 and p > 0: nothing falls back to the global generator). */
+hdge_error *hdge_dropout(hdge_tensor x, double p, int train, hdge_generator gen, int grad, hdge_tensor *out);
 /* count_include_pad != 0 averages padded zeros in (PyTorch's default); 0 divides by the window's
  * in-bounds size, as the FID Inception-v3's pooling branches do. */
 hdge_error *hdge_avg_pool2d(hdge_tensor x, int64_t kernel, int64_t stride, int64_t padding, int count_include_pad,
@@ -186,6 +197,10 @@ hdge_error *hdge_zero_grad(const hdge_tensor *ts, int n); /* grads set to undefi
 /* torch::autograd::grad with grad_outputs = ones; writes nin handles to outs. */
 hdge_error *hdge_gradients(const hdge_tensor *outputs, int nout, const hdge_tensor *inputs, int nin,
                            int create_graph, hdge_tensor *outs);
+
+/* Loss scaling (fp16): multiplies every defined gradient of params by inv_scale in place and sets
+ * *found_inf to 1 when any of them holds an inf or NaN afterwards (one host synchronisation for all). */
+hdge_error *hdge_unscale_grads(const hdge_tensor *params, int n, double inv_scale, int *found_inf);
 
 /* ---- fused optimizer steps over all parameters, PyTorch semantics; params without grad are skipped ---- */
 /* steps[i] is param i's step count, incremented here (PyTorch counts per parameter). */

@@ -36,6 +36,18 @@ std::vector<at::Tensor> tensor_list(const hdge_tensor *ts, int n) {
   return v;
 }
 
+// t converted to the dtype code (differentiably), or t itself for -1 or a tensor already of it.
+at::Tensor as_dtype(const at::Tensor &t, int dtype) {
+  if (dtype < 0) return t;
+  at::ScalarType st = hdge::scalar_type(dtype);
+  return t.scalar_type() == st ? t : t.to(st);
+}
+
+c10::optional<at::Tensor> as_dtype(const c10::optional<at::Tensor> &t, int dtype) {
+  if (!t.has_value()) return t;
+  return as_dtype(*t, dtype);
+}
+
 }  // namespace
 
 extern "C" {
@@ -232,17 +244,19 @@ hdge_error *hdge_fill_(hdge_tensor t, double v) {
 // ---- neural-network maths ----
 
 hdge_error *hdge_conv2d(hdge_tensor x, hdge_tensor w, hdge_tensor b, int64_t stride_h, int64_t stride_w,
-                        int64_t pad_h, int64_t pad_w, int64_t dilation, int64_t groups, int grad, hdge_tensor *out) {
+                        int64_t pad_h, int64_t pad_w, int64_t dilation, int64_t groups, int dtype, int grad,
+                        hdge_tensor *out) {
   HDGE_TRY
   at::AutoGradMode g(grad != 0);
-  *out = wrap(at::conv2d(T(x), T(w), opt(b), {stride_h, stride_w}, {pad_h, pad_w}, {dilation, dilation}, groups));
+  *out = wrap(at::conv2d(as_dtype(T(x), dtype), as_dtype(T(w), dtype), as_dtype(opt(b), dtype), {stride_h, stride_w},
+                         {pad_h, pad_w}, {dilation, dilation}, groups));
   HDGE_CATCH("conv2d")
 }
 
-hdge_error *hdge_linear(hdge_tensor x, hdge_tensor w, hdge_tensor b, int grad, hdge_tensor *out) {
+hdge_error *hdge_linear(hdge_tensor x, hdge_tensor w, hdge_tensor b, int dtype, int grad, hdge_tensor *out) {
   HDGE_TRY
   at::AutoGradMode g(grad != 0);
-  *out = wrap(at::linear(T(x), T(w), opt(b)));
+  *out = wrap(at::linear(as_dtype(T(x), dtype), as_dtype(T(w), dtype), as_dtype(opt(b), dtype)));
   HDGE_CATCH("linear")
 }
 
@@ -255,10 +269,20 @@ hdge_error *hdge_batch_norm(hdge_tensor x, hdge_tensor w, hdge_tensor b, hdge_te
   HDGE_CATCH("batch_norm")
 }
 
-hdge_error *hdge_dropout(hdge_tensor x, double p, int train, int grad, hdge_tensor *out) {
+hdge_error *hdge_dropout(hdge_tensor x, double p, int train, hdge_generator gen, int grad, hdge_tensor *out) {
   HDGE_TRY
   at::AutoGradMode g(grad != 0);
-  *out = wrap(at::dropout(T(x), p, train != 0));
+  const at::Tensor &in = T(x);
+  if (train == 0 || p == 0) {
+    *out = wrap(in);
+  } else {
+    if (gen == nullptr) throw std::invalid_argument("dropout in training mode needs a generator");
+    // at::dropout's own CPU path (input * bernoulli(1-p) / (1-p)), with the caller's generator, so
+    // the same generator state gives PyTorch's mask.
+    at::Tensor noise = at::empty_like(in, at::MemoryFormat::Preserve).bernoulli_(1 - p, hdge::gen(gen));
+    noise.div_(1 - p);
+    *out = wrap(in * noise);
+  }
   HDGE_CATCH("dropout")
 }
 

@@ -10,6 +10,9 @@ import (
 	"strings"
 )
 
+// ErrNotFound is wrapped by Load's error when a named dataset is in none of the searched places.
+var ErrNotFound = errors.New("not found")
+
 // DebianDatasets is where Debian's dataset-* packages install their files.
 const DebianDatasets = "/usr/share/datasets"
 
@@ -218,5 +221,5 @@ func (s Source) loadKnown(k *knownDataset, split Split) (*Dataset, error) {
 	if firstMissing != nil {
 		return nil, fmt.Errorf("%s %s: %w", k.Name, split, firstMissing)
 	}
-	return nil, fmt.Errorf("%s: not found in %s; run `hdge-torch data fetch %s`", k.Name, strings.Join(searched, ", "), k.Name)
+	return nil, fmt.Errorf("%s: %w in %s; run `hdge-torch data fetch %s`", k.Name, ErrNotFound, strings.Join(searched, ", "), k.Name)
 }

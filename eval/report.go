@@ -3,7 +3,6 @@ package eval
 import (
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 	"gonum.org/v1/plot"
 )
 
@@ -260,25 +260,7 @@ func (r *Report) WritePlots(dir string) error {
 	return nil
 }
 
-// writeFileAtomic writes through a temporary file and a rename, so a reader never sees half a file.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	_, werr := tmp.Write(b)
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
-}
+func writeFileAtomic(path string, b []byte) error { return atomicfile.WriteFile(path, b) }
 
 // jsonFloat keeps NaN and ±Inf (which encoding/json rejects) out of metrics.json as null.
 type jsonFloat float64

@@ -55,13 +55,56 @@ func (r *Report) HTML() ([]byte, error) {
 	slices.SortStableFunc(ood, func(a, b OODRow) int { return strings.Compare(a.Set, b.Set) })
 	data := map[string]any{
 		"R": r, "Created": r.Created.Format(time.RFC1123), "Config": cfg, "Final": final,
-		"Figures": figs, "OOD": ood, "Robustness": r.Robustness, "RobustTables": robustnessTables(r.Robustness),
+		"Figures": figs, "OOD": ood, "Cards": r.headlineCards(), "Robustness": r.Robustness, "RobustTables": robustnessTables(r.Robustness),
 	}
 	var buf bytes.Buffer
 	if err := reportTemplate.Execute(&buf, data); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+type card struct{ Key, Value, Note string }
+
+// headlineCards are the OOD and robustness figures a reader looks for first: the best AUROC over
+// every set and score, and per norm the evaluated model's accuracy at its largest budget.
+func (r *Report) headlineCards() []card {
+	var cards []card
+	best := -1
+	for i, o := range r.OOD {
+		if !math.IsNaN(o.AUROC) && (best < 0 || o.AUROC > r.OOD[best].AUROC) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		o := r.OOD[best]
+		cards = append(cards, card{"Best OOD AUROC", fmt.Sprintf("%.4f", o.AUROC), o.Set + ", " + scoreLabel(o.Score)})
+	}
+	for _, t := range robustnessTables(r.headlineRobustness()) {
+		var top RobustnessRow
+		found := false
+		for _, row := range r.headlineRobustness() {
+			if row.Norm == t.Norm && (!found || row.Eps > top.Eps || row.Eps == top.Eps && row.Steps > top.Steps) {
+				top, found = row, true
+			}
+		}
+		if found && top.Eps > 0 {
+			cards = append(cards, card{"PGD " + t.NormName + " accuracy", fmt.Sprintf("%.2f%%", 100*top.Accuracy),
+				fmt.Sprintf("ε = %s, %d steps", epsLabel(top.Eps), top.Steps)})
+		}
+	}
+	return cards
+}
+
+// headlineRobustness is the rows of the evaluated model; other series are there for comparison.
+func (r *Report) headlineRobustness() []RobustnessRow {
+	var own []RobustnessRow
+	for _, row := range r.Robustness {
+		if row.Model == "" || row.Model == r.Model {
+			own = append(own, row)
+		}
+	}
+	return own
 }
 
 type robustTable struct {
@@ -197,6 +240,7 @@ h3 { font-size:15px; margin:18px 0 8px; color:var(--muted); font-weight:600; }
 .card { flex:1 1 150px; background:#fff; border:1px solid var(--line); border-radius:8px; padding:14px 18px; }
 .card .v { font-size:26px; font-weight:600; font-variant-numeric:tabular-nums; }
 .card .k { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.05em; }
+.card .note { color:var(--muted); font-size:12px; }
 table { border-collapse:collapse; font-variant-numeric:tabular-nums; margin:4px 0 8px; }
 th, td { padding:5px 14px 5px 0; text-align:left; border-bottom:1px solid var(--line); font-size:14px; }
 th { color:var(--muted); font-weight:600; font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
@@ -225,24 +269,25 @@ footer { color:var(--muted); font-size:12px; text-align:center; padding-bottom:2
 </header>
 <main>
 {{with .R.Warnings}}<div class="warnings" id="warnings"><b>Warnings</b><ul>{{range .}}<li>{{.}}</li>{{end}}</ul></div>{{end}}
-{{if or .R.Classification .R.Calibration}}<div class="cards">
+{{if or .R.Classification .R.Calibration .Cards}}<div class="cards" id="summary">
 {{with .R.Classification}}<div class="card"><div class="k">Accuracy</div><div class="v">{{pct .Accuracy}}</div></div>
 <div class="card"><div class="k">NLL</div><div class="v">{{f4 .NLL}}</div></div>{{end}}
 {{with .R.Calibration}}<div class="card"><div class="k">ECE (M={{len .Bins}})</div><div class="v">{{pct .ECE}}</div></div>
 <div class="card"><div class="k">Brier</div><div class="v">{{f4 .Brier}}</div></div>{{end}}
-</div>{{end}}
+{{range .Cards}}<div class="card"><div class="k">{{.Key}}</div><div class="v">{{.Value}}</div>{{with .Note}}<div class="note">{{.}}</div>{{end}}</div>
+{{end}}</div>{{end}}
 
-{{if .Config}}<section id="config"><h2>Configuration</h2>
-<table id="config-table"><tr><th>key</th><th>value</th></tr>
-{{range .Config}}<tr><td><code>{{.Key}}</code></td><td><code>{{.Value}}</code></td></tr>
-{{end}}</table></section>{{end}}
 
-{{with .R.Training}}<section id="training"><h2>Training</h2>
-<p>{{len .Records}} records from <code>{{.Source}}</code>.</p>
-<table id="training-table"><tr><th>field</th><th class="n">final value</th></tr>
-{{range $.Final}}<tr><td><code>{{.Key}}</code></td><td class="n">{{.Value}}</td></tr>
+
+
+
+
+{{if .OOD}}<section id="ood"><h2>Out-of-distribution detection</h2>
+<p>In-distribution samples are the positive class; a higher score means more in-distribution. FPR95 is the false-positive rate at the first threshold where the true-positive rate reaches 95%.</p>
+<table id="ood-table"><tr><th>OOD set</th><th>score</th><th class="n">AUROC</th><th class="n">AUPR-in</th><th class="n">AUPR-out</th><th class="n">FPR95</th><th class="n">n in</th><th class="n">n out</th></tr>
+{{range .OOD}}<tr><td>{{.Set}}</td><td>{{slbl .Score}}</td><td class="n">{{f4 .AUROC}}</td><td class="n">{{f4 .AUPRIn}}</td><td class="n">{{f4 .AUPROut}}</td><td class="n">{{f4 .FPR95}}</td><td class="n">{{.NIn}}</td><td class="n">{{.NOut}}</td></tr>
 {{end}}</table>
-<div class="figs">{{range index $.Figures "training"}}<figure><img id="fig-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
+<div class="figs">{{range index $.Figures "ood"}}<figure><img id="fig-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
 </section>{{end}}
 
 {{if or .R.Classification .R.Calibration}}<section id="calibration"><h2>Classification and calibration</h2>
@@ -264,14 +309,6 @@ footer { color:var(--muted); font-size:12px; text-align:center; padding-bottom:2
 <div class="figs" style="flex:1 1 520px">{{range index $.Figures "calibration"}}<figure><img id="fig-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
 </div></section>{{end}}
 
-{{if .OOD}}<section id="ood"><h2>Out-of-distribution detection</h2>
-<p>In-distribution samples are the positive class; a higher score means more in-distribution. FPR95 is the false-positive rate at the first threshold where the true-positive rate reaches 95%.</p>
-<table id="ood-table"><tr><th>OOD set</th><th>score</th><th class="n">AUROC</th><th class="n">AUPR-in</th><th class="n">AUPR-out</th><th class="n">FPR95</th><th class="n">n in</th><th class="n">n out</th></tr>
-{{range .OOD}}<tr><td>{{.Set}}</td><td>{{slbl .Score}}</td><td class="n">{{f4 .AUROC}}</td><td class="n">{{f4 .AUPRIn}}</td><td class="n">{{f4 .AUPROut}}</td><td class="n">{{f4 .FPR95}}</td><td class="n">{{.NIn}}</td><td class="n">{{.NOut}}</td></tr>
-{{end}}</table>
-<div class="figs">{{range index $.Figures "ood"}}<figure><img id="fig-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
-</section>{{end}}
-
 {{if .Robustness}}<section id="robustness"><h2>Adversarial robustness (PGD)</h2>
 <div class="figs">{{range index $.Figures "robustness"}}<figure><img id="fig-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
 {{range .RobustTables}}<h3>Accuracy under {{.NormName}} attacks</h3>
@@ -284,9 +321,22 @@ footer { color:var(--muted); font-size:12px; text-align:center; padding-bottom:2
 {{end}}</table>{{end}}
 </section>{{end}}
 
+{{with .R.Training}}<section id="training"><h2>Training</h2>
+<p>{{len .Records}} records from <code>{{.Source}}</code>.</p>
+<table id="training-table"><tr><th>field</th><th class="n">final value</th></tr>
+{{range $.Final}}<tr><td><code>{{.Key}}</code></td><td class="n">{{.Value}}</td></tr>
+{{end}}</table>
+<div class="figs">{{range index $.Figures "training"}}<figure><img id="fig-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
+</section>{{end}}
+
 {{with index $.Figures "other"}}<section id="other"><h2>Other figures</h2>
 <div class="figs">{{range .}}<figure><img id="fig-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
 </section>{{end}}
+
+{{if .Config}}<section id="config"><details id="config-details"><summary><h2>Configuration</h2> ({{len .Config}} settings)</summary>
+<table id="config-table"><tr><th>key</th><th>value</th></tr>
+{{range .Config}}<tr><td><code>{{.Key}}</code></td><td><code>{{.Value}}</code></td></tr>
+{{end}}</table></details></section>{{end}}
 </main>
 <footer>hdge-torch evaluation report · numbers also in metrics.json</footer>
 </body>

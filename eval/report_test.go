@@ -218,6 +218,33 @@ addEventListener('load', () => {
 			t.Errorf("rendered DOM lacks #%s", id)
 		}
 	}
+	// Results lead: summary cards, then OOD, calibration and robustness, then training; the
+	// configuration comes last, collapsed.
+	order := []string{`id="summary"`, `id="ood"`, `id="calibration"`, `id="robustness"`, `id="training"`, `id="config"`}
+	last := -1
+	for _, id := range order {
+		i := strings.Index(dom, id)
+		if i < 0 || i < last {
+			t.Errorf("rendered DOM: %s at %d, after the previous section at %d (want order %v)", id, i, last, order)
+		}
+		last = i
+	}
+	if !regexp.MustCompile(`<details id="config-details">\s*<summary>`).MatchString(dom) ||
+		strings.Contains(dom, `<details id="config-details" open`) {
+		t.Error("configuration is not in a collapsed <details>")
+	}
+	summary := dom[strings.Index(dom, `id="summary"`):strings.Index(dom, `id="ood"`)]
+	bestAUROC := 0.0
+	for _, o := range r.OOD {
+		bestAUROC = max(bestAUROC, o.AUROC)
+	}
+	hdgeAt8 := r.Classification.Accuracy / (1 + 8*0.3)
+	for _, s := range []string{"Accuracy", "NLL", "ECE", "Brier", "Best OOD AUROC", fmt.Sprintf("%.4f", bestAUROC),
+		"PGD L∞ accuracy", fmt.Sprintf("%.2f%%", 100*hdgeAt8), "PGD L2 accuracy", "ε = 1, 20 steps"} {
+		if !strings.Contains(summary, s) {
+			t.Errorf("summary cards lack %q", s)
+		}
+	}
 	for _, s := range []string{"SVHN", "CIFAR-100", "log q(x)", "max p(y|x)", fmt.Sprintf("%.2f%%", 100*r.Classification.Accuracy), "queue.k", "65536"} {
 		if !strings.Contains(dom, s) {
 			t.Errorf("rendered DOM lacks %q", s)

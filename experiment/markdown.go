@@ -3,19 +3,14 @@ package experiment
 import (
 	"fmt"
 	"math"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hdge-torch/hdge-torch/internal/settings"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
-
-// operational are train settings that do not change what is learnt; the command template leaves
-// them at their defaults.
-var operational = map[string]bool{"seed": true, "out": true, "threads": true, "workers": true, "log-every": true,
-	"keep-last": true, "ckpt-every": true, "val-every": true, "channels-last": true}
 
 // commandTemplates are the train and eval command lines every unit stands for, with RUN_SETTINGS,
 // SEED and RUN as placeholders.
@@ -39,22 +34,30 @@ func commandTemplates(s *Spec) (train, eval string) {
 	return train, eval
 }
 
-// configFlags writes a config as train flags, in the struct's order, leaving out empty and
-// operational settings.
+// configFlags writes a config as train flags, in --help's order, leaving out empty and
+// operational settings and the seed (which the template sets per unit).
 func configFlags(c trainer.Config) []string {
-	v, t := reflect.ValueOf(c), reflect.TypeOf(c)
 	var out []string
-	for i := range t.NumField() {
-		name := strings.ReplaceAll(strings.Split(t.Field(i).Tag.Get("json"), ",")[0], "_", "-")
-		if operational[name] {
+	for _, st := range trainer.Settings() {
+		if st.Kind == settings.Operational || st.Name == "seed" {
 			continue
 		}
-		f := v.Field(i)
-		switch {
-		case name == "steps" && f.Int() == 0, name == "data-dir" && f.String() == "", name == "decay-epochs" && f.Len() == 0:
-			continue
+		v := st.Get(&c)
+		switch x := v.(type) {
+		case string:
+			if x == "" {
+				continue
+			}
+		case []int:
+			if len(x) == 0 {
+				continue
+			}
+		case int:
+			if st.Name == "steps" && x == 0 {
+				continue
+			}
 		}
-		out = append(out, flag(name, f.Interface()))
+		out = append(out, flag(st.Name, v))
 	}
 	return out
 }

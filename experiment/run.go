@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/hdge-torch/hdge-torch/data"
 	"github.com/hdge-torch/hdge-torch/eval/suite"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
 
@@ -82,12 +82,6 @@ func (s *Spec) Units(only []string, seeds []uint64) ([]Unit, error) {
 	return out, nil
 }
 
-// resumable are the settings a run directory may have been trained with differently from the
-// spec: they do not change what is learnt (epochs and steps are checked apart).
-var resumable = map[string]bool{"epochs": true, "steps": true, "threads": true, "device": true, "workers": true,
-	"log-every": true, "keep-last": true, "ckpt-every": true, "val-every": true, "data-dir": true, "out": true,
-	"channels-last": true}
-
 // checkDir compares a run directory's recorded config with the spec's: results are only ever
 // continued or reused for the settings the spec names.
 func (u Unit) checkDir() error {
@@ -123,28 +117,9 @@ func lengthChange(old, cfg trainer.Config) string {
 	return "a run can be lengthened but not shortened"
 }
 
-// configDiff lists the settings, by flag name, in which two configs differ, resumable ones aside.
-func configDiff(a, b trainer.Config) []string {
-	am, bm := configMap(a), configMap(b)
-	var out []string
-	for _, k := range sortedKeys(am) {
-		flag := strings.ReplaceAll(k, "_", "-")
-		if resumable[flag] {
-			continue
-		}
-		if !reflect.DeepEqual(am[k], bm[k]) {
-			out = append(out, fmt.Sprintf("--%s %s there, %s in the spec", flag, jsonText(am[k]), jsonText(bm[k])))
-		}
-	}
-	return out
-}
-
-func configMap(c trainer.Config) map[string]any {
-	b, _ := json.Marshal(c)
-	m := map[string]any{}
-	_ = json.Unmarshal(b, &m)
-	return m
-}
+// configDiff lists the settings, by flag, in which two configs differ in what they learn (the
+// length is checked apart, by lengthChange; operational settings may differ).
+func configDiff(a, b trainer.Config) []string { return trainer.Differences(a, b) }
 
 func jsonText(v any) string {
 	b, _ := json.Marshal(v)
@@ -337,7 +312,7 @@ func (r *runner) train(ctx context.Context, u Unit, st *State, log *zap.Logger) 
 		return 0, err
 	}
 	resume, from := "", 0
-	if ck, err := trainer.ResolveCheckpoint(u.Dir, false); err == nil {
+	if ck, err := model.ResolveCheckpoint(u.Dir, false); err == nil {
 		resume = u.Dir
 		from = checkpointStep(ck)
 		log.Info("resuming", zap.String("checkpoint", ck), zap.Int("step", from))
@@ -427,7 +402,7 @@ func (r *runner) evaluate(ctx context.Context, u Unit, st *State, steps int, log
 	cfg := r.spec.eval.cfg
 	cfg.Checkpoint, cfg.Out, cfg.Threads, cfg.Log, cfg.Progress = u.Dir, out, u.cfg.Threads, elog, r.opts.Progress
 	if r.spec.eval.last {
-		if cfg.Checkpoint, err = trainer.ResolveCheckpoint(u.Dir, false); err != nil {
+		if cfg.Checkpoint, err = model.ResolveCheckpoint(u.Dir, false); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
 
@@ -142,31 +143,7 @@ func writeJSONFile(path string, v any) error {
 	return writeFileAtomic(path, append(b, '\n'))
 }
 
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
+func writeFileAtomic(path string, b []byte) error { return atomicfile.WriteFile(path, b) }
 
 func exists(path string) bool {
 	_, err := os.Stat(path)

@@ -78,11 +78,14 @@ type block struct {
 // a final norm + LeakyReLU, global average pooling, then linear. Parameter names match the
 // PyTorch module in nn/testdata/wrn_reference.py.
 type WideResNet struct {
-	Cfg    WRNConfig
-	conv1  *Conv2d
-	layers [3][]*block
-	bn1    *BatchNorm2d
-	linear *Linear
+	Cfg WRNConfig
+	// DropoutGen draws the dropout masks in training mode (required when Cfg.Dropout > 0): the
+	// run's own generator, never libtorch's global one.
+	DropoutGen *torch.Generator
+	conv1      *Conv2d
+	layers     [3][]*block
+	bn1        *BatchNorm2d
+	linear     *Linear
 }
 
 // NewWideResNet builds the model, its parameters owned by init.Store.
@@ -143,14 +146,14 @@ func NewWideResNet(init Init, cfg WRNConfig) (*WideResNet, error) {
 	return m, nil
 }
 
-func (b *block) forward(s *torch.Scope, x *torch.Tensor, cfg WRNConfig, train bool) *torch.Tensor {
+func (b *block) forward(s *torch.Scope, x *torch.Tensor, cfg WRNConfig, gen *torch.Generator, train bool) *torch.Tensor {
 	h := x
 	if b.bn1 != nil {
 		h = b.bn1.Forward(s, h, train)
 	}
 	h = b.conv1.Forward(s, s.LeakyReLU(h, cfg.Slope))
 	if cfg.Dropout > 0 {
-		h = s.Dropout(h, cfg.Dropout, train)
+		h = s.Dropout(h, cfg.Dropout, train, gen)
 	}
 	if b.bn2 != nil {
 		h = b.bn2.Forward(s, h, train)
@@ -167,9 +170,19 @@ func (b *block) forward(s *torch.Scope, x *torch.Tensor, cfg WRNConfig, train bo
 // Only the result stays in s; the activations are left to autograd (see torch.Scope.Merge).
 func (m *WideResNet) Features(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
 	c := s.Child()
-	f := m.features(c, x, train)
+	f := float32Out(c, m.features(c, x, train))
 	s.Merge(c, f)
 	return f
+}
+
+// float32Out converts a reduced-precision result to float32 (differentiably), so that whatever
+// follows the model (losses, the HDGE queue, exported logits) sees float32 whatever the scope's
+// precision. Under FP32 it is t itself.
+func float32Out(s *torch.Scope, t *torch.Tensor) *torch.Tensor {
+	if s.Precision() == torch.FP32 {
+		return t
+	}
+	return s.ToDType(t, torch.Float32)
 }
 
 func (m *WideResNet) features(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
@@ -179,7 +192,7 @@ func (m *WideResNet) features(s *torch.Scope, x *torch.Tensor, train bool) *torc
 	h := m.conv1.Forward(s, x)
 	for li := range m.layers {
 		for _, b := range m.layers[li] {
-			h = b.forward(s, h, m.Cfg, train)
+			h = b.forward(s, h, m.Cfg, m.DropoutGen, train)
 		}
 	}
 	if m.bn1 != nil {
@@ -192,13 +205,46 @@ func (m *WideResNet) features(s *torch.Scope, x *torch.Tensor, train bool) *torc
 	return s.Flatten(h, 1, -1)
 }
 
-// Forward returns the logits f(x) (B × classes). train selects dropout and batch-norm behaviour.
-// Only the logits stay in s; the activations are left to autograd (see torch.Scope.Merge).
+// Forward returns the logits f(x) (B × classes), float32 in every precision. train selects dropout
+// and batch-norm behaviour. Only the logits stay in s; the activations are left to autograd (see
+// torch.Scope.Merge).
+//
+// Under a BF16 scope (torch.Scope.SetPrecision) the convolutions and the linear head compute in
+// bfloat16 from cached bfloat16 copies of the float32 weights, the activations between them are
+// bfloat16 (half the memory), batch norm normalises bfloat16 activations with float32 statistics,
+// affine parameters and running averages (libtorch's CPU and cuDNN kernels accumulate in float32),
+// and the logits are converted back to float32. Gradients reach the float32 parameters through the
+// conversions.
 func (m *WideResNet) Forward(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
 	c := s.Child()
-	logits := m.linear.Forward(c, m.features(c, x, train))
+	logits := float32Out(c, m.linear.Forward(c, m.features(c, x, train)))
 	s.Merge(c, logits)
 	return logits
+}
+
+// Head applies the classifier (the linear layer) to features from Features.
+func (m *WideResNet) Head(s *torch.Scope, features *torch.Tensor) *torch.Tensor {
+	return m.linear.Forward(s, features)
+}
+
+// HeadParameters are the classifier's trainable tensors (what a linear probe trains).
+func (m *WideResNet) HeadParameters() []*torch.Tensor { return []*torch.Tensor{m.linear.W, m.linear.B} }
+
+// Classes is the number of logits.
+func (m *WideResNet) Classes() int { return m.Cfg.Classes }
+
+// InChannels is the number of input channels.
+func (m *WideResNet) InChannels() int { return m.Cfg.InChannels }
+
+// FeatureDim is the width of Features' output.
+func (m *WideResNet) FeatureDim() int { return 64 * m.Cfg.Width }
+
+// SetDropoutGenerator sets the generator dropout draws from.
+func (m *WideResNet) SetDropoutGenerator(g *torch.Generator) { m.DropoutGen = g }
+
+// Describe names the architecture in error messages.
+func (m *WideResNet) Describe() string {
+	return fmt.Sprintf("wrn-%d-%d, norm %s, %d classes, %d input channels", m.Cfg.Depth, m.Cfg.Width, m.Cfg.Norm, m.Cfg.Classes, m.Cfg.InChannels)
 }
 
 // StateDict lists parameters and buffers in PyTorch's state_dict order and naming.

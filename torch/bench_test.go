@@ -178,3 +178,50 @@ func interleavedRatio(threads int, step func()) (ratio, pyMedian float64, err er
 	goMed, pyMed := goTimes[len(goTimes)/2], pyTimes[len(pyTimes)/2]
 	return goMed / pyMed, pyMed, nil
 }
+
+// BenchmarkConvPeak is the convolution rate the FLOP-rate table's bf16 rows compare against: a
+// 64×256×16×16 batch through a 3×3 convolution to 256 channels (the table's float32 reference),
+// forward only, channels-last, in float32 and under a BF16 scope (input and weight converted as a
+// training step converts them; the weight copy is cached, the input's conversion is timed). It
+// reports GFLOP/s for each and their ratio.
+//
+//	go test -run '^$' -bench ConvPeak -benchtime 5x ./torch/
+func BenchmarkConvPeak(b *testing.B) {
+	benchThreads(b)
+	store := NewScope()
+	defer store.Close()
+	x := store.ChannelsLast(store.Randn(nil, []int64{64, 256, 16, 16}, Float32, CPU))
+	w := store.Randn(nil, []int64{256, 256, 3, 3}, Float32, CPU)
+	if err := w.MakeChannelsLast(); err != nil {
+		b.Fatal(err)
+	}
+	flops := 2.0 * 64 * 256 * 256 * 9 * 16 * 16
+	s32, s16 := NewScope(), NewScope()
+	defer s32.Close()
+	defer s16.Close()
+	s32.SetGradEnabled(false)
+	s16.SetGradEnabled(false)
+	s16.SetPrecision(BF16)
+	conv := func(s *Scope) float64 {
+		t0 := time.Now()
+		s.Conv2d(x, w, nil, 1, 1).Free()
+		if s.Err() != nil {
+			b.Fatal(s.Err())
+		}
+		return time.Since(t0).Seconds()
+	}
+	conv(s32)
+	conv(s16)
+	var t32, t16 []float64
+	for b.Loop() {
+		t32 = append(t32, conv(s32))
+		t16 = append(t16, conv(s16))
+	}
+	slices.Sort(t32)
+	slices.Sort(t16)
+	m32, m16 := t32[len(t32)/2], t16[len(t16)/2]
+	b.ReportMetric(flops/m32/1e9, "fp32_GFLOP/s")
+	b.ReportMetric(flops/m16/1e9, "bf16_GFLOP/s")
+	b.ReportMetric(m32/m16, "bf16/fp32")
+	b.ReportMetric(0, "ns/op")
+}

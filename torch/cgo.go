@@ -60,17 +60,20 @@ func CUDAAvailable() bool { return C.hdge_cuda_available() != 0 }
 // CUDADeviceCount is the number of CUDA devices libtorch sees (0 without CUDA).
 func CUDADeviceCount() int { return int(C.hdge_cuda_device_count()) }
 
+// CUDABF16Supported reports whether CUDA device i computes bfloat16 natively (compute capability
+// 8.0 or later); false without CUDA.
+func CUDABF16Supported(i int) bool { return C.hdge_cuda_bf16_supported(C.int(i)) != 0 }
+
 // ManualSeed seeds libtorch's default CPU generator and every CUDA default generator.
 func ManualSeed(seed uint64) { C.hdge_manual_seed(C.uint64_t(seed)) }
 
-// init keeps freed tensor memory in the C heap. A training step frees and re-allocates the same
-// activation buffers; glibc serves each one above its mmap threshold (128 KiB, adapting up to
-// 32 MiB) with a fresh mmap whose pages fault in zeroed again, which cost a wrn-16-4 step on
-// CIFAR-10 about 15 % of its time in the kernel. With the thresholds raised the buffers are reused:
-// the peak resident set stays what it was (the step's working set), but it is no longer handed
-// back to the system between steps. HDGE_MALLOC_TUNING=off keeps glibc's defaults; a C library
-// that is not glibc, or refuses the values, is left as it is.
-func init() {
+// TuneMalloc keeps freed tensor memory in the C heap: a training step frees and re-allocates the
+// same activation buffers, and above glibc's mmap threshold each would be a fresh mmap whose pages
+// fault in zeroed again (README, "Allocator settings", has the measurement). Programs call it
+// once at start (the hdge-torch binary and the benchmark do); importing the package changes
+// nothing. HDGE_MALLOC_TUNING=off keeps glibc's defaults; a C library that is not glibc, or
+// refuses the values, is left as it is.
+func TuneMalloc() {
 	if os.Getenv("HDGE_MALLOC_TUNING") != "off" {
 		C.hdge_set_malloc_thresholds(1<<30, 1<<31-1)
 	}

@@ -20,9 +20,15 @@ const (
 	Int64
 	Uint8
 	Bool
+	// BFloat16 keeps float32's 8-bit exponent with a 7-bit mantissa: the compute type of mixed
+	// precision on CPUs with AMX or AVX512-BF16 and on CUDA devices from compute capability 8.0.
+	BFloat16
+	// Float16 (IEEE half) has a 5-bit exponent, so its gradients need loss scaling (GradScaler);
+	// CUDA only here.
+	Float16
 )
 
-var dtypeNames = [...]string{"float32", "float64", "int64", "uint8", "bool"}
+var dtypeNames = [...]string{"float32", "float64", "int64", "uint8", "bool", "bfloat16", "float16"}
 
 func (d DType) String() string {
 	if d >= 0 && int(d) < len(dtypeNames) {
@@ -31,7 +37,7 @@ func (d DType) String() string {
 	return "dtype(" + strconv.Itoa(int(d)) + ")"
 }
 
-func (d DType) valid() bool { return d >= Float32 && d <= Bool }
+func (d DType) valid() bool { return d >= Float32 && d <= Float16 }
 
 // elemSize is the byte size of one element.
 func (d DType) elemSize() int {
@@ -40,6 +46,8 @@ func (d DType) elemSize() int {
 		return 4
 	case Float64, Int64:
 		return 8
+	case BFloat16, Float16:
+		return 2
 	default:
 		return 1
 	}

@@ -284,7 +284,9 @@ func (s *Scope) optionalOK(op string, ts ...*Tensor) bool {
 	return true
 }
 
-// Conv2d is a 2-D convolution with square stride and padding (b may be nil).
+// Conv2d is a 2-D convolution with square stride and padding (b may be nil). Under a BF16 or FP16
+// scope (SetPrecision) it computes in that type: x is converted, w and b come from the scope's cache
+// of converted parameters, and the result has the reduced type.
 func (s *Scope) Conv2d(x, w, b *Tensor, stride, padding int) *Tensor {
 	return s.Conv2dGrouped(x, w, b, stride, padding, 1, 1)
 }
@@ -294,9 +296,13 @@ func (s *Scope) Conv2dGrouped(x, w, b *Tensor, stride, padding, dilation, groups
 	if !s.ready2("Conv2d", x, w) || !s.optionalOK("Conv2d", b) {
 		return nil
 	}
+	w, b = s.castParam("Conv2d", w), s.castParam("Conv2d", b)
+	if s.err != nil {
+		return nil
+	}
 	r := &Tensor{}
 	if e := C.hdge_conv2d(x.h, w.h, handleOrNil(b), C.int64_t(stride), C.int64_t(stride), C.int64_t(padding),
-		C.int64_t(padding), C.int64_t(dilation), C.int64_t(groups), s.grad(), &r.h); e != nil {
+		C.int64_t(padding), C.int64_t(dilation), C.int64_t(groups), s.computeDType(), s.grad(), &r.h); e != nil {
 		s.failC("Conv2d", e)
 		return nil
 	}
@@ -308,30 +314,50 @@ func (s *Scope) Conv2dPadded(x, w, b *Tensor, stride, padH, padW int) *Tensor {
 	if !s.ready2("Conv2d", x, w) || !s.optionalOK("Conv2d", b) {
 		return nil
 	}
+	w, b = s.castParam("Conv2d", w), s.castParam("Conv2d", b)
+	if s.err != nil {
+		return nil
+	}
 	r := &Tensor{}
 	if e := C.hdge_conv2d(x.h, w.h, handleOrNil(b), C.int64_t(stride), C.int64_t(stride), C.int64_t(padH),
-		C.int64_t(padW), 1, 1, s.grad(), &r.h); e != nil {
+		C.int64_t(padW), 1, 1, s.computeDType(), s.grad(), &r.h); e != nil {
 		s.failC("Conv2d", e)
 		return nil
 	}
 	return s.add(r)
 }
 
-// Linear is x·wᵀ + b (b may be nil).
+// Linear is x·wᵀ + b (b may be nil), in the scope's precision as Conv2d is.
 func (s *Scope) Linear(x, w, b *Tensor) *Tensor {
 	if !s.ready2("Linear", x, w) || !s.optionalOK("Linear", b) {
 		return nil
 	}
+	w, b = s.castParam("Linear", w), s.castParam("Linear", b)
+	if s.err != nil {
+		return nil
+	}
 	r := &Tensor{}
-	if e := C.hdge_linear(x.h, w.h, handleOrNil(b), s.grad(), &r.h); e != nil {
+	if e := C.hdge_linear(x.h, w.h, handleOrNil(b), s.computeDType(), s.grad(), &r.h); e != nil {
 		s.failC("Linear", e)
 		return nil
 	}
 	return s.add(r)
 }
 
-// Matmul is torch.matmul (broadcasting batch dimensions).
-func (s *Scope) Matmul(a, b *Tensor) *Tensor { return s.binary("Matmul", C.HDGE_MATMUL, a, b) }
+// Matmul is torch.matmul (broadcasting batch dimensions). Under a BF16 or FP16 scope both operands
+// are converted to that type (neither is cached: they are usually activations) and so is the result.
+func (s *Scope) Matmul(a, b *Tensor) *Tensor {
+	if s.prec != FP32 && s.ready2("Matmul", a, b) {
+		dt := s.prec.DType()
+		if a.DType() != dt {
+			a = s.ToDType(a, dt)
+		}
+		if b.DType() != dt {
+			b = s.ToDType(b, dt)
+		}
+	}
+	return s.binary("Matmul", C.HDGE_MATMUL, a, b)
+}
 
 // BatchNorm is F.batch_norm. w, b, runMean and runVar may be nil; in training mode the running
 // statistics (when given) are updated in place with momentum.
@@ -349,13 +375,26 @@ func (s *Scope) BatchNorm(x, w, b, runMean, runVar *Tensor, train bool, momentum
 }
 
 // Dropout zeroes elements with probability p and rescales the rest when train is true, drawing
-// from the default CPU generator (or the device's); it is the identity otherwise.
-func (s *Scope) Dropout(x *Tensor, p float64, train bool) *Tensor {
+// the mask from g (PyTorch's mask for the same generator state); it is the identity otherwise.
+// Training with p > 0 needs a generator: a run owns its randomness, so nothing falls back to
+// libtorch's global generator.
+func (s *Scope) Dropout(x *Tensor, p float64, train bool, g *Generator) *Tensor {
 	if !s.ready1("Dropout", x) {
 		return nil
 	}
+	var gh C.hdge_generator
+	if train && p > 0 {
+		var ok bool
+		if g == nil {
+			s.fail("Dropout", "dropout in training mode needs a generator")
+			return nil
+		}
+		if gh, ok = s.genArg("Dropout", g); !ok {
+			return nil
+		}
+	}
 	r := &Tensor{}
-	if e := C.hdge_dropout(x.h, C.double(p), cbool(train), s.grad(), &r.h); e != nil {
+	if e := C.hdge_dropout(x.h, C.double(p), cbool(train), gh, s.grad(), &r.h); e != nil {
 		s.failC("Dropout", e)
 		return nil
 	}
@@ -548,7 +587,7 @@ func (s *Scope) Mean(a *Tensor, dims []int, keep bool) *Tensor {
 
 // LogSumExp is log(sum(exp(a))) over dims (nil or empty: all dims), computed stably.
 func (s *Scope) LogSumExp(a *Tensor, dims []int, keep bool) *Tensor {
-	return s.reduce("LogSumExp", C.HDGE_LOGSUMEXP, a, dims, keep)
+	return s.reduce("LogSumExp", C.HDGE_LOGSUMEXP, s.upcast(a), dims, keep)
 }
 
 // Max is the maximum along dim and its index.
@@ -577,9 +616,14 @@ func (s *Scope) Argmax(a *Tensor, dim int, keep bool) *Tensor {
 	return s.add(r)
 }
 
-// LogSoftmax is log(softmax(a)) along dim.
+// LogSoftmax is log(softmax(a)) along dim. Like Softmax, LogSumExp and CrossEntropy it computes in
+// float32 from a bfloat16 or float16 input when the scope's precision is reduced (see Precision).
 func (s *Scope) LogSoftmax(a *Tensor, dim int) *Tensor {
 	if !s.ready1("LogSoftmax", a) {
+		return nil
+	}
+	a = s.upcast(a)
+	if a == nil {
 		return nil
 	}
 	r := &Tensor{}
@@ -593,6 +637,10 @@ func (s *Scope) LogSoftmax(a *Tensor, dim int) *Tensor {
 // Softmax along dim.
 func (s *Scope) Softmax(a *Tensor, dim int) *Tensor {
 	if !s.ready1("Softmax", a) {
+		return nil
+	}
+	a = s.upcast(a)
+	if a == nil {
 		return nil
 	}
 	r := &Tensor{}
@@ -617,6 +665,10 @@ const (
 // the uniform distribution.
 func (s *Scope) CrossEntropy(logits, target *Tensor, labelSmoothing float64, red Reduction) *Tensor {
 	if !s.ready2("CrossEntropy", logits, target) {
+		return nil
+	}
+	logits, target = s.upcast(logits), s.upcast(target)
+	if s.err != nil {
 		return nil
 	}
 	var cred C.int

@@ -177,9 +177,14 @@ var ops = map[string]opFunc{
 	"AdaptiveAvgPool2d": func(_ *testing.T, s *Scope, in []*Tensor, p params) []*Tensor {
 		return one(s.AdaptiveAvgPool2d(in[0], p.i("oh"), p.i("ow")))
 	},
-	"Dropout": func(_ *testing.T, s *Scope, in []*Tensor, p params) []*Tensor {
-		ManualSeed(uint64(p.i("seed")))
-		return one(s.Dropout(in[0], p.f("p"), p.b("train")))
+	"Dropout": func(t *testing.T, s *Scope, in []*Tensor, p params) []*Tensor {
+		// A generator seeded as torch.manual_seed seeds the default one draws the same mask.
+		g, err := NewGenerator(uint64(p.i("seed")), CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		return one(s.Dropout(in[0], p.f("p"), p.b("train"), g))
 	},
 	"BatchNorm": func(_ *testing.T, s *Scope, in []*Tensor, p params) []*Tensor {
 		rm, rv := s.Clone(in[3]), s.Clone(in[4])

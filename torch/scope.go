@@ -17,6 +17,8 @@ type Scope struct {
 	err    error
 	noGrad bool
 	closed bool
+	prec   Precision
+	cache  *castCache // converted parameter copies; owned by the scope that set the precision
 	// Scratch for arguments passed to C, so that ops do not allocate for them. Neither holds Go
 	// pointers, which is what lets cgo pass them.
 	dims    [8]int64
@@ -32,6 +34,10 @@ func (s *Scope) Close() {
 		return
 	}
 	s.closed = true
+	if s.cache != nil && s.cache.owner == s {
+		s.cache.m = nil // its tensors are among s's own, freed below
+	}
+	s.cache = nil
 	hs := make([]C.hdge_tensor, 0, s.n)
 	for _, t := range s.ts {
 		if t != nil && t.h != nil {
@@ -82,8 +88,11 @@ func (s *Scope) Adopt(t *Tensor) *Tensor {
 }
 
 // Child returns a scope for the intermediate results of a computation inside s: it records
-// autograd as s does and starts with s's error. End it with s.Merge.
-func (s *Scope) Child() *Scope { return &Scope{noGrad: s.noGrad, err: s.err} }
+// autograd as s does, computes in s's precision sharing s's cache of converted parameters, and
+// starts with s's error. End it with s.Merge.
+func (s *Scope) Child() *Scope {
+	return &Scope{noGrad: s.noGrad, err: s.err, prec: s.prec, cache: s.cache}
+}
 
 // Merge ends a child scope: s adopts the results named in keep, takes the child's first error if
 // s has none, and the child's other tensors are freed. Autograd holds on to what a backward pass

@@ -64,7 +64,7 @@ func (t *Tensor) Numel() int64 {
 	return int64(C.hdge_tensor_numel(t.h))
 }
 
-// DType is the element type; a dtype outside the five supported ones reads as DType(-1).
+// DType is the element type; a dtype outside the seven supported ones reads as DType(-1).
 func (t *Tensor) DType() DType {
 	if !t.live() {
 		return -1

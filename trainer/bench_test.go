@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hdge-torch/hdge-torch/data"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
 
@@ -46,20 +47,21 @@ func newStepBench(b *testing.B, objective string, classes int) *stepBench {
 // newStepBenchFor is newStepBench for any config and c×side×side inputs.
 func newStepBenchFor(b *testing.B, cfg Config, classes, c, side int) *stepBench {
 	b.Helper()
-	model, err := BuildModel(cfg, c, classes, 1)
+	m, err := model.Build(cfg.modelSettings(), c, classes, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(model.Close)
-	st := &runState{cfg: cfg, dev: model.Dev, model: model}
-	st.opt = newOptimizer(cfg, model.Parameters())
+	b.Cleanup(m.Close)
+	st := &runState{cfg: cfg, dev: m.Dev, model: m, shape: [3]int{c, side, side}}
+	st.opt = NewOptimizer(cfg, m.Parameters())
 	b.Cleanup(st.opt.Close)
 	gen, err := torch.NewGenerator(2, torch.CPU)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer gen.Close()
-	if st.obj, err = NewObjective(cfg.objective(classes), gen, model.Dev); err != nil {
+	b.Cleanup(gen.Close)
+	st.gens = map[string]*torch.Generator{"objective": gen}
+	if st.obj, err = NewObjective(Env{Config: cfg, Classes: classes, Shape: st.shape, Model: m, Gen: gen, Dev: m.Dev}); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(st.obj.Close)
@@ -71,12 +73,13 @@ func newStepBenchFor(b *testing.B, cfg Config, classes, c, side int) *stepBench 
 	for i := range bt.Y {
 		bt.Y[i] = int64(r.IntN(classes))
 	}
-	return &stepBench{st: st, params: model.Parameters(), batch: bt,
+	return &stepBench{st: st, params: m.Parameters(), batch: bt,
 		shape: &data.Dataset{Name: "random", C: c, H: side, W: side}}
 }
 
 func (sb *stepBench) step(b *testing.B) {
-	if _, err := sb.st.trainStep(sb.batch, sb.params, sb.shape); err != nil {
+	st := sb.st
+	if _, err := TrainStep(StepInput{Model: st.model, Opt: st.opt, Params: sb.params, Obj: st.obj, Gen: st.gens["objective"], Shape: st.shape}, sb.batch); err != nil {
 		b.Fatal(err)
 	}
 }

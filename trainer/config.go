@@ -7,13 +7,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
-	"github.com/hdge-torch/hdge-torch/nn"
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
+	"github.com/hdge-torch/hdge-torch/internal/settings"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
 
 // Config is everything a run needs; it is saved as config.json in the run directory and inside
-// every checkpoint, so a run can be resumed or evaluated from either.
+// every checkpoint, so a run can be resumed or evaluated from either. Each field is declared once,
+// with its flag name, default, help and validation, in Settings(); objectives add their own
+// sections (embedded here, so config.json stays one flat object).
 type Config struct {
 	Dataset string `json:"dataset"`
 	DataDir string `json:"data_dir,omitempty"`
@@ -25,11 +30,8 @@ type Config struct {
 
 	Objective      string  `json:"objective"`
 	Alpha          float64 `json:"alpha"`
-	QueueSize      int     `json:"queue_size"`
-	Temperature    float64 `json:"temperature"`
-	Contrast       string  `json:"contrast"`
-	NormLogits     bool    `json:"norm_logits"`
 	LabelSmoothing float64 `json:"label_smoothing"`
+	HDGESettings
 
 	Optimizer   string  `json:"optimizer"`
 	LR          float64 `json:"lr"`
@@ -52,117 +54,184 @@ type Config struct {
 	Threads int    `json:"threads"`
 	Device  string `json:"device"`
 	// ChannelsLast lays weights and activations out NHWC (faster convolutions; same results).
-	ChannelsLast bool   `json:"channels_last"`
-	Out          string `json:"out"`
-	KeepLast     int    `json:"keep_last"`
-	CkptEvery    int    `json:"ckpt_every"` // steps between checkpoints (0: only at epoch ends)
-	LogEvery     int    `json:"log_every"`
-	ValEvery     int    `json:"val_every"` // steps between validations (0: at epoch ends)
+	ChannelsLast bool `json:"channels_last"`
+	// Precision is auto, fp32, bf16 or fp16 (mixed precision: fp32 weights, optimiser state and
+	// losses); auto is bf16 where the device computes it natively, fp32 elsewhere.
+	Precision   string `json:"precision,omitempty"`
+	TensorBoard bool   `json:"tensorboard"`
+	Out         string `json:"out"`
+	KeepLast    int    `json:"keep_last"`
+	CkptEvery   int    `json:"ckpt_every"` // steps between checkpoints (0: only at epoch ends)
+	LogEvery    int    `json:"log_every"`
+	ValEvery    int    `json:"val_every"` // steps between validations (0: at epoch ends)
 }
 
-// Defaults are tuned for a CPU: a small WideResNet that trains Fashion-MNIST to about 90 % test
+type setting = settings.Setting[Config]
+
+// Group names of the train command's --help.
+const (
+	groupData   = "data"
+	groupModel  = "model"
+	groupObj    = "objective"
+	groupOptim  = "optimisation"
+	groupRun    = "run"
+	learnt      = settings.Learnt
+	length      = settings.Length
+	operational = settings.Operational
+)
+
+// The defaults are tuned for a CPU: a small WideResNet that trains Fashion-MNIST to about 90 % test
 // accuracy in minutes. Batch norm, which HDGE (unlike JEM, whose SGLD sampling it would disturb)
-// can use, reached 82.6% validation accuracy after one epoch against 78.2% without it. A cosine
-// decay to 0 and no random crop on 28×28 images took cross-entropy from 86.2 % (step decay, crop
-// 4) to 90.3 % in 3 epochs; 4 epochs leave a margin. The paper's GPU set-up is wrn-28-10 without
-// batch norm, Adam lr 1e-4 with step decay, 200 epochs.
+// can use, is on; the paper's GPU set-up is wrn-28-10 without batch norm, Adam lr 1e-4 with step
+// decay, 200 epochs. README "Training defaults" gives the measurements behind each choice.
+var baseSettings = []setting{
+	settings.String("dataset", groupData, learnt, "fashion-mnist", "fashion-mnist, mnist, cifar10, cifar100, svhn, or FORMAT:PATH (idx:DIR, cifar10:DIR, cifar100:DIR, svhn:FILE, folder:DIR)",
+		func(c *Config) *string { return &c.Dataset }),
+	settings.String("data-dir", groupData, operational, "", "directory with datasets (default: $HDGE_DATA, then the per-user cache, then /usr/share/datasets)",
+		func(c *Config) *string { return &c.DataDir }),
+	settings.Int("val-size", groupData, learnt, 5000, "training images held out for validation (fixed by --seed)",
+		func(c *Config) *int { return &c.ValSize }, settings.AtLeast(0)),
+	settings.Float("noise", groupData, learnt, 0.03, "std of Gaussian noise added to inputs in [-1,1], at train and test time as in JEM (0 = off)",
+		func(c *Config) *float64 { return &c.Noise }, settings.NonNegative),
+	settings.String("flip", groupData, learnt, "auto", "random horizontal flip: auto (off for digits), on, off",
+		func(c *Config) *string { return &c.Flip }, settings.OneOf("auto", "on", "off")),
+	settings.Int("crop", groupData, learnt, -1, "reflect-pad by this many pixels, then random crop back (0 = off; -1 = auto: 4 for 32×32 images, 0 for 28×28)",
+		func(c *Config) *int { return &c.Crop }, settings.AtLeast(-1)),
+	settings.Int("workers", groupData, operational, 2, "goroutines preparing batches",
+		func(c *Config) *int { return &c.Workers }, settings.AtLeast(1)),
+
+	settings.String("model", groupModel, learnt, "wrn-10-2", "WideResNet as wrn-DEPTH-WIDTH (the paper: wrn-28-10)",
+		func(c *Config) *string { return &c.Model }),
+	settings.String("norm", groupModel, learnt, "batch", "normalisation in the blocks: none (JEM/HDGE) or batch",
+		func(c *Config) *string { return &c.Norm }, settings.OneOf("none", "batch")),
+	settings.Float("dropout", groupModel, learnt, 0, "dropout rate between the two convs of a block",
+		func(c *Config) *float64 { return &c.Dropout }, settings.In(0, 1, true)),
+
+	objectiveSetting(),
+	settings.Float("alpha", groupObj, learnt, 0.5, "weight of log q(y|x); 1-alpha weighs the objective's other term (1 = plain CE, 0 = log q(x|y) only)",
+		func(c *Config) *float64 { return &c.Alpha }, settings.In(0, 1, false)),
+	settings.Float("label-smoothing", groupObj, learnt, 0, "label smoothing epsilon for both terms",
+		func(c *Config) *float64 { return &c.LabelSmoothing }, settings.In(0, 1, true)),
+
+	settings.String("optimizer", groupOptim, learnt, "adam", "adam or sgd",
+		func(c *Config) *string { return &c.Optimizer }, settings.OneOf("adam", "sgd")),
+	settings.Float("lr", groupOptim, learnt, 1e-3, "learning rate (the paper: 1e-4 with adam)",
+		func(c *Config) *float64 { return &c.LR }, settings.Positive),
+	settings.Float("momentum", groupOptim, learnt, 0.9, "SGD momentum",
+		func(c *Config) *float64 { return &c.Momentum }, settings.In(0, 1, true)),
+	settings.Float("weight-decay", groupOptim, learnt, 0, "L2 weight decay",
+		func(c *Config) *float64 { return &c.WeightDecay }, settings.NonNegative),
+	settings.Int("warmup", groupOptim, learnt, 200, "linear learning-rate warm-up, in steps",
+		func(c *Config) *int { return &c.Warmup }, settings.AtLeast(0)),
+	settings.String("schedule", groupOptim, learnt, "cosine", "after warm-up: step (multiply by --decay-rate at --decay-epochs, as JEM) or cosine (down to 0 at the last step)",
+		func(c *Config) *string { return &c.Schedule }, settings.OneOf("step", "cosine")),
+	settings.Ints("decay-epochs", groupOptim, learnt, nil, "comma-separated epochs at which lr is multiplied by --decay-rate (JEM: 160,180 of 200)",
+		func(c *Config) *[]int { return &c.DecayEpochs }),
+	settings.Float("decay-rate", groupOptim, learnt, 0.3, "lr factor at each decay epoch (JEM: 0.3 with adam; 0.2 with sgd)",
+		func(c *Config) *float64 { return &c.DecayRate }, func(x float64) error {
+			if x > 0 && x <= 1 {
+				return nil
+			}
+			return fmt.Errorf("must be in (0, 1], got %g", x)
+		}),
+	settings.Int("batch-size", groupOptim, learnt, 64, "images per step",
+		func(c *Config) *int { return &c.BatchSize }, settings.AtLeast(2)),
+	settings.Int("epochs", groupOptim, length, 4, "passes over the training split",
+		func(c *Config) *int { return &c.Epochs }),
+	settings.Int("steps", groupOptim, length, 0, "stop after this many steps in all (overrides --epochs)",
+		func(c *Config) *int { return &c.Steps }, settings.AtLeast(0)),
+
+	settings.Uint64("seed", groupRun, learnt, 1, "seed for initialisation, data order, augmentation, dropout and the objective's draws",
+		func(c *Config) *uint64 { return &c.Seed }),
+	settings.Int("threads", groupRun, operational, 0, "libtorch intra-op threads (0 = one per CPU)",
+		func(c *Config) *int { return &c.Threads }, settings.AtLeast(0)),
+	settings.String("device", groupRun, operational, "cpu", "cpu, cuda or cuda:N",
+		func(c *Config) *string { return &c.Device }, func(s string) error {
+			_, err := torch.ParseDevice(s)
+			return err
+		}),
+	settings.Bool("channels-last", groupRun, operational, true, "lay weights and activations out NHWC: faster convolutions, same results (--channels-last=false: NCHW)",
+		func(c *Config) *bool { return &c.ChannelsLast }),
+	settings.String("precision", groupRun, operational, "auto", "auto (bf16 where the CPU has AMX or AVX512-BF16, or the GPU bf16; fp32 elsewhere), fp32, bf16, or fp16 (CUDA, with loss scaling); asked for explicitly, bf16 or fp16 without native support is an error",
+		func(c *Config) *string { return &c.Precision }, settings.OneOf("auto", "fp32", "bf16", "fp16")),
+	settings.Bool("tensorboard", groupRun, operational, true, "write TensorBoard event files to RUN/tensorboard (--tensorboard=false: off)",
+		func(c *Config) *bool { return &c.TensorBoard }),
+	settings.String("out", groupRun, operational, "", "run directory (default runs/DATASET-OBJECTIVE-TIME)",
+		func(c *Config) *string { return &c.Out }),
+	settings.Int("keep-last", groupRun, operational, 2, "step checkpoints to keep (best.pt is kept besides)",
+		func(c *Config) *int { return &c.KeepLast }, settings.AtLeast(1)),
+	settings.Int("ckpt-every", groupRun, operational, 500, "steps between checkpoints (also at each epoch end)",
+		func(c *Config) *int { return &c.CkptEvery }, settings.AtLeast(0)),
+	settings.Int("val-every", groupRun, operational, 0, "steps between validations (0 = at each epoch end)",
+		func(c *Config) *int { return &c.ValEvery }, settings.AtLeast(0)),
+	settings.Int("log-every", groupRun, operational, 50, "steps between log lines and metrics records",
+		func(c *Config) *int { return &c.LogEvery }, settings.AtLeast(0)),
+}
+
+var (
+	tableOnce sync.Once
+	table     settings.Table[Config]
+	sections  []setting // added by objectives' files through registerSettings
+)
+
+// registerSettings adds an objective's own section of settings (called from init functions).
+func registerSettings(ss ...setting) { sections = append(sections, ss...) }
+
+// Settings is the train command's table of settings: the base ones, then every objective's
+// section. The CLI's flags, experiment specs' keys, Defaults, validation and --resume's rule all
+// come from it.
+func Settings() settings.Table[Config] {
+	tableOnce.Do(func() {
+		// The objective sections go after the objective group, so --help lists them together.
+		var t []setting
+		for _, s := range baseSettings {
+			t = append(t, s)
+			if s.Name == "label-smoothing" {
+				t = append(t, sections...)
+			}
+		}
+		table = t
+	})
+	return table
+}
+
+// Defaults is every setting at its declared default.
 func Defaults() Config {
-	return Config{
-		Dataset: "fashion-mnist", ValSize: 5000,
-		Model: "wrn-10-2", Norm: "batch", Dropout: 0,
-		Objective: "hdge", Alpha: 0.5, QueueSize: 65536, Temperature: 0.1, Contrast: "official",
-		NormLogits: true,
-		Optimizer:  "adam", LR: 1e-3, Momentum: 0.9, Warmup: 200, Schedule: "cosine", DecayRate: 0.3,
-		BatchSize: 64, Epochs: 4, Noise: 0.03, Flip: "auto", Crop: -1, Workers: 2,
-		Seed: 1, Device: "cpu", ChannelsLast: true, KeepLast: 2, CkptEvery: 500, LogEvery: 50,
-	}
+	var c Config
+	Settings().Apply(&c)
+	return c
 }
 
 // Validate names the flag of the first bad setting.
 func (c *Config) Validate() error {
-	if _, _, err := nn.ParseModel(c.Model); err != nil {
-		return fmt.Errorf("--model: %w", err)
-	}
-	if c.Norm != "none" && c.Norm != "batch" {
-		return fmt.Errorf("--norm: unknown value %q (want none or batch)", c.Norm)
-	}
-	if c.Dropout < 0 || c.Dropout >= 1 {
-		return fmt.Errorf("--dropout must be in [0, 1), got %g", c.Dropout)
-	}
-	if err := c.objective(10).Validate(); err != nil {
+	if err := Settings().Validate(c); err != nil {
 		return err
 	}
-	switch c.Optimizer {
-	case "adam", "sgd":
-	default:
-		return fmt.Errorf("--optimizer: unknown value %q (want adam or sgd)", c.Optimizer)
-	}
-	if !(c.LR > 0) {
-		return fmt.Errorf("--lr must be > 0, got %g", c.LR)
-	}
-	if c.Momentum < 0 || c.Momentum >= 1 {
-		return fmt.Errorf("--momentum must be in [0, 1), got %g", c.Momentum)
-	}
-	if c.WeightDecay < 0 {
-		return fmt.Errorf("--weight-decay must be >= 0, got %g", c.WeightDecay)
-	}
-	if c.Warmup < 0 {
-		return fmt.Errorf("--warmup must be >= 0, got %d", c.Warmup)
-	}
-	if c.Schedule != "step" && c.Schedule != "cosine" {
-		return fmt.Errorf("--schedule: unknown value %q (want step or cosine)", c.Schedule)
-	}
-	if !(c.DecayRate > 0 && c.DecayRate <= 1) {
-		return fmt.Errorf("--decay-rate must be in (0, 1], got %g", c.DecayRate)
-	}
-	if c.BatchSize < 2 {
-		return fmt.Errorf("--batch-size must be at least 2, got %d", c.BatchSize)
+	if err := model.Check(c.modelSettings()); err != nil {
+		return fmt.Errorf("--model: %w", err)
 	}
 	if c.Epochs < 1 && c.Steps < 1 {
 		return fmt.Errorf("--epochs or --steps must be at least 1")
 	}
-	if c.Steps < 0 {
-		return fmt.Errorf("--steps must be >= 0, got %d", c.Steps)
+	info, err := lookupObjective(c.Objective)
+	if err != nil {
+		return err
 	}
-	if c.Noise < 0 {
-		return fmt.Errorf("--noise must be >= 0, got %g", c.Noise)
-	}
-	switch c.Flip {
-	case "auto", "on", "off":
-	default:
-		return fmt.Errorf("--flip: unknown value %q (want auto, on or off)", c.Flip)
-	}
-	if c.Crop < -1 {
-		return fmt.Errorf("--crop must be >= 0, or -1 for auto, got %d", c.Crop)
-	}
-	if c.Workers < 1 {
-		return fmt.Errorf("--workers must be at least 1, got %d", c.Workers)
-	}
-	if c.Threads < 0 {
-		return fmt.Errorf("--threads must be >= 0, got %d", c.Threads)
-	}
-	if _, err := torch.ParseDevice(c.Device); err != nil {
-		return fmt.Errorf("--device: %w", err)
-	}
-	if c.KeepLast < 1 {
-		return fmt.Errorf("--keep-last must be at least 1, got %d", c.KeepLast)
-	}
-	if c.ValSize < 0 {
-		return fmt.Errorf("--val-size must be >= 0, got %d", c.ValSize)
+	if info.Check != nil {
+		if err := info.Check(c); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func (c *Config) objective(classes int) ObjectiveConfig {
-	return ObjectiveConfig{
-		Kind: c.Objective, Alpha: c.Alpha, QueueSize: c.QueueSize, Temperature: c.Temperature,
-		Form: c.Contrast, NormLogits: c.NormLogits, LabelSmoothing: c.LabelSmoothing, Classes: classes,
-	}
+func (c *Config) modelSettings() model.Settings {
+	return model.Settings{Model: c.Model, Norm: c.Norm, Dropout: c.Dropout, ChannelsLast: c.ChannelsLast, Device: c.Device}
 }
 
 // crop is the padding of the random crop for images of side h: Crop, or with -1 (auto) JEM's 4
 // for 32×32 images and none for 28×28 ones, where a 4-pixel shift of short CPU runs' digits and
-// clothes cost accuracy (88.1 % against 90.3 % test accuracy for cross-entropy in 3 epochs).
+// clothes cost accuracy.
 func (c *Config) crop(h int) int {
 	if c.Crop >= 0 {
 		return c.Crop
@@ -211,23 +280,28 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, append(b, '\n'))
 }
 
 // ReadConfig reads a run directory's config.json.
 func ReadConfig(runDir string) (Config, error) {
-	var c Config
 	path := filepath.Join(runDir, "config.json")
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return c, fmt.Errorf("reading run config: %w", err)
+		return Config{}, fmt.Errorf("reading run config: %w", err)
 	}
-	if err := json.Unmarshal(b, &c); err != nil {
+	c, err := ParseConfig(b)
+	if err != nil {
 		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig reads a configuration as config.json and checkpoints hold it.
+func ParseConfig(b []byte) (Config, error) {
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, err
 	}
 	c.fillOlder()
 	return c, nil
@@ -242,9 +316,19 @@ func (c Config) SameLength(o Config) bool {
 	return c.Epochs == o.Epochs
 }
 
-// fillOlder gives settings added after a config was written the value that run actually used.
+// fillOlder gives settings added after a config was written the value that run actually used,
+// and old names of objectives their current ones.
 func (c *Config) fillOlder() {
 	if c.Schedule == "" {
 		c.Schedule = "step" // configs without the field were trained with step decay
 	}
+	if c.Precision == "" {
+		c.Precision = "fp32" // configs without the field were trained in fp32
+	}
+	if canon, ok := deprecatedObjectives[c.Objective]; ok {
+		c.Objective = canon
+	}
 }
+
+// ModelSettings is the model half of a configuration.
+func ModelSettings(c Config) model.Settings { return c.modelSettings() }

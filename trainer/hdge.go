@@ -4,8 +4,54 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/hdge-torch/hdge-torch/internal/settings"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
+
+// HDGESettings are the settings of HDGE's contrastive estimate of log q(x|y), shared by hdge,
+// hdge-inbatch and the objectives built on them.
+type HDGESettings struct {
+	QueueSize   int     `json:"queue_size"`
+	Temperature float64 `json:"temperature"`
+	Contrast    string  `json:"contrast"`
+	NormLogits  bool    `json:"norm_logits"`
+}
+
+const groupHDGE = "objective: hdge, hdge-inbatch"
+
+func init() {
+	registerSettings(
+		settings.Int("queue-size", groupHDGE, learnt, 65536, "K, past logits kept as negatives (any batch size works)",
+			func(c *Config) *int { return &c.QueueSize }, settings.AtLeast(1)),
+		settings.Float("temperature", groupHDGE, learnt, 0.1, "tau of the contrastive term",
+			func(c *Config) *float64 { return &c.Temperature }, settings.Positive),
+		settings.String("contrast", groupHDGE, learnt, "official", "form of log q(x|y): official (the released code) or eq13 (the paper)",
+			func(c *Config) *string { return &c.Contrast }, settings.OneOf("official", "eq13")),
+		settings.Bool("norm-logits", groupHDGE, learnt, true, "L2-normalise logits before contrasting (--norm-logits=false is the paper's ablation)",
+			func(c *Config) *bool { return &c.NormLogits }),
+	)
+	RegisterObjective(ObjectiveInfo{
+		Name:  "hdge",
+		Usage: "alpha·CE + (1-alpha)·(-log q(x|y)) against a queue of K past logits",
+		New: func(env Env) (Objective, error) {
+			return newHDGE(hdgeConfigOf(env.Config, env.Classes), env.Gen, env.Dev)
+		},
+	})
+}
+
+// hdgeConfig is what HDGE's term needs of a run's settings.
+type hdgeConfig struct {
+	HDGESettings
+	Alpha, LabelSmoothing float64
+	Classes               int
+}
+
+func hdgeConfigOf(c Config, classes int) hdgeConfig {
+	return hdgeConfig{HDGESettings: c.HDGESettings, Alpha: c.Alpha, LabelSmoothing: c.LabelSmoothing, Classes: classes}
+}
+
+// hybridConfig is the part of Config that hybrid reads.
+func (c hdgeConfig) hybrid() Config { return Config{Alpha: c.Alpha, LabelSmoothing: c.LabelSmoothing} }
 
 // hdgeObjective is α·CE + (1-α)·(-log q(x|y)) with log q(x|y) contrasted against a MoCo-style
 // queue of K past logits.
@@ -24,7 +70,7 @@ import (
 // The per-class value is then a logsumexp over the chunks, the same value up to float32 rounding,
 // at about 2√K/K of the cost (C=100, K=65536: 16 ms → 0.5 ms a step on one core).
 type hdgeObjective struct {
-	cfg     ObjectiveConfig
+	cfg     hdgeConfig
 	on, off float64
 	store   *torch.Scope
 	queue   *torch.Tensor // C×K raw logits, as the released code stores them
@@ -34,7 +80,7 @@ type hdgeObjective struct {
 	ptr     int64
 }
 
-func newHDGE(c ObjectiveConfig, gen *torch.Generator, dev torch.Device) (*hdgeObjective, error) {
+func newHDGE(c hdgeConfig, gen *torch.Generator, dev torch.Device) (*hdgeObjective, error) {
 	o := &hdgeObjective{cfg: c, store: torch.NewScope()}
 	o.store.SetGradEnabled(false)
 	o.on, o.off = smoothWeights(c.LabelSmoothing, c.Classes)
@@ -55,8 +101,6 @@ func newHDGE(c ObjectiveConfig, gen *torch.Generator, dev torch.Device) (*hdgeOb
 	return o, nil
 }
 
-func (o *hdgeObjective) Name() string { return "hdge" }
-
 func (o *hdgeObjective) normalize(s *torch.Scope, t *torch.Tensor, dim int) *torch.Tensor {
 	if !o.cfg.NormLogits {
 		return t
@@ -68,7 +112,7 @@ func (o *hdgeObjective) normalize(s *torch.Scope, t *torch.Tensor, dim int) *tor
 func (o *hdgeObjective) negTable(s *torch.Scope, q *torch.Tensor) *torch.Tensor {
 	buf := o.normalize(s, q, 0)
 	var t *torch.Tensor
-	if o.cfg.Form == "eq13" {
+	if o.cfg.Contrast == "eq13" {
 		// Σ_c dist_c·buf[c,k]: on·buf[y,k] + off·(Σ_c buf[c,k] - buf[y,k]).
 		t = s.MulScalar(buf, o.on)
 		if o.off != 0 {
@@ -120,15 +164,24 @@ func (o *hdgeObjective) refreshPartial(s *torch.Scope, start, n int64) {
 	}
 }
 
-func (o *hdgeObjective) Loss(s *torch.Scope, logits, y *torch.Tensor) (*torch.Tensor, []Term) {
-	return hybrid(s, o.cfg, logits, y, o.genLoss)
+func (o *hdgeObjective) Loss(st *Step) (*torch.Tensor, []Term) {
+	return hybrid(st, o.cfg.hybrid(), "gen", func() *torch.Tensor { return o.genLoss(st.S, st.Logits(), st.Y) })
+}
+
+// Parameters: HDGE trains nothing of its own.
+func (o *hdgeObjective) Parameters() []*torch.Tensor { return nil }
+
+// AfterStep enqueues the step's logits, gathered across processes in rank order, so that every
+// process holds the same global queue.
+func (o *hdgeObjective) AfterStep(st *Step) error {
+	return o.Update(st.Gathered(st.S.Detach(st.Logits())))
 }
 
 // genLoss is -log q(x|y) as the cross-entropy over [l_pos, l_neg_1..K]/τ with target 0.
 func (o *hdgeObjective) genLoss(s *torch.Scope, logits, y *torch.Tensor) *torch.Tensor {
 	p := o.normalize(s, logits, 1)
 	d := dist(s, y, o.cfg.Classes, o.on, o.off)
-	pos := s.DivScalar(positive(s, o.cfg.Form, d, p), o.cfg.Temperature) // B, with gradient
+	pos := s.DivScalar(positive(s, o.cfg.Contrast, d, p), o.cfg.Temperature) // B, with gradient
 	// The table never requires grad, so the negatives are constants here as in the released code.
 	negPerClass := s.LogSumExp(o.partial, []int{1}, false) // C: logsumexp_k T[c,k]/τ
 	neg := s.IndexSelect(negPerClass, 0, y)                // B
@@ -168,12 +221,12 @@ func (o *hdgeObjective) Update(logits *torch.Tensor) error {
 // although both derive from the queue: recomputing them all at once on resume rounds differently
 // from the column-by-column updates of an uninterrupted run (vectorised and scalar tails of exp
 // and logsumexp); saved, a resumed run starts from exactly the state the interrupted one had.
-func (o *hdgeObjective) Tensors(s *torch.Scope) map[string]*torch.Tensor {
+func (o *hdgeObjective) State(s *torch.Scope) map[string]*torch.Tensor {
 	ptr := s.FromInt64([]int64{o.ptr})
 	return map[string]*torch.Tensor{"queue": o.queue, "queue_ptr": ptr, "table": o.table, "partial": o.partial}
 }
 
-func (o *hdgeObjective) LoadTensors(m map[string]*torch.Tensor) error {
+func (o *hdgeObjective) LoadState(m map[string]*torch.Tensor) error {
 	q, ok := m["queue"]
 	if !ok {
 		return fmt.Errorf("checkpoint has no hdge queue (was it trained with another objective?)")

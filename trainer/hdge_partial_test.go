@@ -17,8 +17,7 @@ func TestChunkedNegatives(t *testing.T) {
 			s := torch.NewScope()
 			defer s.Close()
 			const classes = 3
-			obj, err := newHDGE(ObjectiveConfig{Kind: "hdge", Alpha: 0.5, QueueSize: k, Temperature: 0.1, Form: "official",
-				NormLogits: true, Classes: classes}, nil, torch.CPU)
+			obj, err := newHDGE(hdgeConfig{HDGESettings: HDGESettings{QueueSize: k, Temperature: 0.1, Contrast: "official", NormLogits: true}, Alpha: 0.5, Classes: classes}, nil, torch.CPU)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,7 +44,7 @@ func TestChunkedNegatives(t *testing.T) {
 				check(fmt.Sprintf("update %d (batch %d)", i, batch))
 			}
 			q := s.Randn(nil, []int64{classes, int64(k)}, torch.Float32, torch.CPU)
-			if err := obj.LoadTensors(map[string]*torch.Tensor{"queue": q, "queue_ptr": s.FromInt64([]int64{0})}); err != nil {
+			if err := obj.LoadState(map[string]*torch.Tensor{"queue": q, "queue_ptr": s.FromInt64([]int64{0})}); err != nil {
 				t.Fatal(err)
 			}
 			check("loaded queue")

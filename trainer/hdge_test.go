@@ -86,20 +86,19 @@ func TestContrastiveMatchesReleasedCode(t *testing.T) {
 						s := torch.NewScope()
 						defer s.Close()
 						ref := loadRef(t, s, path)
-						obj, err := newHDGE(ObjectiveConfig{Kind: "hdge", Alpha: 0, QueueSize: k, Temperature: 0.1, Form: form,
-							NormLogits: norm, LabelSmoothing: eps, Classes: classes}, nil, torch.CPU)
+						obj, err := newHDGE(hdgeConfig{HDGESettings: HDGESettings{QueueSize: k, Temperature: 0.1, Contrast: form, NormLogits: norm}, Alpha: 0, LabelSmoothing: eps, Classes: classes}, nil, torch.CPU)
 						if err != nil {
 							t.Fatal(err)
 						}
 						defer obj.Close()
-						if err := obj.LoadTensors(map[string]*torch.Tensor{"queue": ref["queue"], "queue_ptr": s.FromInt64([]int64{0})}); err != nil {
+						if err := obj.LoadState(map[string]*torch.Tensor{"queue": ref["queue"], "queue_ptr": s.FromInt64([]int64{0})}); err != nil {
 							t.Fatal(err)
 						}
 						logits := s.Clone(ref["logits"])
 						if err := logits.SetRequiresGrad(true); err != nil {
 							t.Fatal(err)
 						}
-						loss, terms := obj.Loss(s, logits, ref["labels"])
+						loss, terms := obj.Loss(stepOn(s, logits, ref["labels"]))
 						if len(terms) != 1 || terms[0].Name != "gen" {
 							t.Fatalf("alpha 0 should give only the gen term, got %v", terms)
 						}
@@ -127,8 +126,7 @@ func TestQueueWrapsAround(t *testing.T) {
 	s := torch.NewScope()
 	defer s.Close()
 	const classes, k = 3, 10
-	obj, err := newHDGE(ObjectiveConfig{Kind: "hdge", Alpha: 0.5, QueueSize: k, Temperature: 0.1, Form: "official",
-		NormLogits: true, Classes: classes}, nil, torch.CPU)
+	obj, err := newHDGE(hdgeConfig{HDGESettings: HDGESettings{QueueSize: k, Temperature: 0.1, Contrast: "official", NormLogits: true}, Alpha: 0.5, Classes: classes}, nil, torch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,13 +204,12 @@ func TestInBatchMatchesReference(t *testing.T) {
 					s := torch.NewScope()
 					defer s.Close()
 					ref := loadRef(t, s, path)
-					obj := &simclrObjective{cfg: ObjectiveConfig{Kind: "hdge-simclr", Alpha: 0, Temperature: 0.1, Form: form,
-						NormLogits: true, LabelSmoothing: eps, Classes: classes}}
+					obj := &inBatchObjective{cfg: hdgeConfig{HDGESettings: HDGESettings{Temperature: 0.1, Contrast: form, NormLogits: true}, Alpha: 0, LabelSmoothing: eps, Classes: classes}}
 					logits := s.Clone(ref["logits"])
 					if err := logits.SetRequiresGrad(true); err != nil {
 						t.Fatal(err)
 					}
-					loss, _ := obj.Loss(s, logits, ref["labels"])
+					loss, _ := obj.Loss(stepOn(s, logits, ref["labels"]))
 					s.Backward(loss)
 					grad := s.Grad(logits)
 					if err := s.Err(); err != nil {
@@ -235,4 +232,11 @@ func TestInBatchMatchesReference(t *testing.T) {
 func TestMain(m *testing.M) {
 	torch.SetNumThreads(2)
 	os.Exit(m.Run())
+}
+
+// stepOn is a training step whose logits are given.
+func stepOn(s *torch.Scope, logits, y *torch.Tensor) *Step {
+	st := &Step{S: s, Y: y}
+	st.SetLogits(logits)
+	return st
 }

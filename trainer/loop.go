@@ -6,17 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"go.uber.org/zap"
 
 	"github.com/hdge-torch/hdge-torch/data"
-	"github.com/hdge-torch/hdge-torch/nn"
+	"github.com/hdge-torch/hdge-torch/internal/tbevent"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
 
@@ -34,8 +37,11 @@ type Summary struct {
 	TestAcc    float64 `json:"test_acc"`
 	Seconds    float64 `json:"seconds"`
 	ImgPerSec  float64 `json:"img_per_s"`
+	Precision  string  `json:"precision"`
 	DataWait   float64 `json:"data_wait_frac"`
 	Checkpoint string  `json:"checkpoint"`
+	// AlreadyDone is true when a resumed run had already reached its length.
+	AlreadyDone bool `json:"already_done,omitempty"`
 }
 
 // Options are the parts of a run that are not part of its recorded configuration.
@@ -49,86 +55,23 @@ type Options struct {
 	SkipTest bool
 }
 
-// Model bundles a WideResNet with the scope that owns its parameters.
-type Model struct {
-	*nn.WideResNet
-	Store *torch.Scope
-	Dev   torch.Device
-}
-
-func (m *Model) Close() { m.Store.Close() }
-
-// BuildModel makes the model a config describes for inputs of c channels and the given classes.
-func BuildModel(cfg Config, channels, classes int, seed uint64) (*Model, error) {
-	depth, width, err := nn.ParseModel(cfg.Model)
-	if err != nil {
-		return nil, fmt.Errorf("--model: %w", err)
-	}
-	dev, err := torch.ParseDevice(cfg.Device)
-	if err != nil {
-		return nil, fmt.Errorf("--device: %w", err)
-	}
-	gen, err := torch.NewGenerator(seed, torch.CPU)
-	if err != nil {
-		return nil, err
-	}
-	defer gen.Close()
-	store := torch.NewScope()
-	// Parameters are drawn on the CPU from a seeded generator (the same on every device), then moved.
-	m, err := nn.NewWideResNet(nn.Init{Store: store, Gen: gen, Dev: torch.CPU}, nn.WRNConfig{
-		Depth: depth, Width: width, Classes: classes, InChannels: channels, Norm: cfg.Norm, Dropout: cfg.Dropout,
-		ChannelsLast: cfg.ChannelsLast,
-	})
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	model := &Model{WideResNet: m, Store: store, Dev: dev}
-	if dev != torch.CPU {
-		if err := model.moveTo(dev); err != nil {
-			store.Close()
-			return nil, err
-		}
-	}
-	return model, nil
-}
-
-// moveTo rebuilds the parameters on dev by loading a device copy of the state dict.
-func (m *Model) moveTo(dev torch.Device) error {
-	s := torch.NewScope()
-	defer s.Close()
-	named := map[string]*torch.Tensor{}
-	for _, p := range m.StateDict() {
-		named[p.Name] = p.T
-	}
-	newStore := torch.NewScope()
-	m2, err := nn.NewWideResNet(nn.Init{Store: newStore, Gen: nil, Dev: dev}, m.Cfg)
-	if err != nil {
-		newStore.Close()
-		return fmt.Errorf("building model on %s: %w", dev, err)
-	}
-	if err := m2.LoadStateDict(named); err != nil {
-		newStore.Close()
-		return err
-	}
-	m.Store.Close()
-	m.WideResNet, m.Store, m.Dev = m2, newStore, dev
-	return nil
-}
-
 type runState struct {
 	cfg      Config
 	opts     Options
 	log      *zap.Logger
 	dev      torch.Device
-	model    *Model
+	model    *model.Model
 	opt      optimizer
 	obj      Objective
+	gens     map[string]*torch.Generator // every generator the run owns, by checkpoint name
 	step     int
 	pos      data.Position
 	bestVal  float64
 	lastCkpt string
 	metrics  *os.File
+	tb       *tbevent.Writer // nil with --tensorboard=false
+	shape    [3]int
+	prec     torch.Precision
 }
 
 // optimizer is what the loop needs of torch's Adam and SGD.
@@ -142,20 +85,52 @@ type optimizer interface {
 	Close()
 }
 
-func newOptimizer(cfg Config, params []*torch.Tensor) optimizer {
+// NewOptimizer is the optimizer cfg names over params: Adam with PyTorch's defaults besides the
+// learning rate and weight decay, or SGD with momentum.
+func NewOptimizer(cfg Config, params []*torch.Tensor) optimizer {
 	if cfg.Optimizer == "sgd" {
 		return torch.NewSGD(params, torch.SGDConfig{LR: cfg.LR, Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay})
 	}
-	return torch.NewAdam(params, torch.AdamConfig{LR: cfg.LR, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: cfg.WeightDecay})
+	ac := torch.DefaultAdamConfig(cfg.LR)
+	ac.WeightDecay = cfg.WeightDecay
+	return torch.NewAdam(params, ac)
+}
+
+// Generator seeds: each of the run's random streams has its own, derived from --seed, so that
+// adding draws to one stream never shifts another. The model's initialisation uses --seed itself
+// and the data pipeline draws in pure Go from (seed, epoch, index).
+const (
+	seedObjective = 1 // the objective's draws: the queue's initial values, SGLD noise, PGD starts
+	seedDropout   = 2
+)
+
+// newGenerators makes the run's generators.
+func newGenerators(seed uint64) (map[string]*torch.Generator, error) {
+	gens := map[string]*torch.Generator{}
+	for name, off := range map[string]uint64{"objective": seedObjective, "dropout": seedDropout} {
+		g, err := torch.NewGenerator(seed+off, torch.CPU)
+		if err != nil {
+			closeGenerators(gens)
+			return nil, err
+		}
+		gens[name] = g
+	}
+	return gens, nil
+}
+
+func closeGenerators(gens map[string]*torch.Generator) {
+	for _, g := range gens {
+		g.Close()
+	}
 }
 
 // Train runs (or resumes) a training run. On cancellation it saves a checkpoint and returns
 // ErrInterrupted; on a non-finite loss it stops without overwriting the last good checkpoint.
+// Every random draw comes from generators the run owns, so runs in one process are independent.
 func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	// Every libtorch call of the run comes from one OS thread: glibc gives each thread its own
 	// malloc arena, and a goroutine that moves between threads frees a step's activations into one
-	// arena and allocates the next step's from another, which raised the peak resident set of a
-	// wrn-16-4 CIFAR-10 run from 1.4 to up to 2.1 GB.
+	// arena and allocates the next step's from another (README, "One OS thread per run").
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	log := opts.Log
@@ -164,7 +139,7 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	}
 	var resumeFrom string
 	if opts.Resume != "" {
-		p, err := ResolveCheckpoint(opts.Resume, false)
+		p, err := model.ResolveCheckpoint(opts.Resume, false)
 		if err != nil {
 			return nil, fmt.Errorf("--resume: %w", err)
 		}
@@ -195,7 +170,7 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	}
 	classes := len(full.Classes)
 
-	if err := os.MkdirAll(checkpointDir(cfg.Out), 0o755); err != nil {
+	if err := os.MkdirAll(model.CheckpointDir(cfg.Out), 0o755); err != nil {
 		return nil, fmt.Errorf("--out: %w", err)
 	}
 	if err := writeJSON(filepath.Join(cfg.Out, "config.json"), cfg); err != nil {
@@ -207,25 +182,41 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	}
 	defer mf.Close()
 
-	torch.ManualSeed(cfg.Seed)
-	model, err := BuildModel(cfg, full.C, classes, cfg.Seed)
+	m, err := model.Build(cfg.modelSettings(), full.C, classes, cfg.Seed)
 	if err != nil {
 		return nil, err
 	}
-	defer model.Close()
-	st := &runState{cfg: cfg, opts: opts, log: log, dev: model.Dev, model: model, metrics: mf}
-	st.opt = newOptimizer(cfg, model.Parameters())
-	defer st.opt.Close()
-	qgen, err := torch.NewGenerator(cfg.Seed+1, torch.CPU)
+	defer m.Close()
+	// "auto" is resolved on every start, so a run resumed on another machine uses what that one
+	// computes natively; an explicit bf16 or fp16 without native support is an error.
+	prec, warning, err := torch.ResolvePrecision(cfg.Precision, cfg.Precision != "auto", m.Dev)
 	if err != nil {
 		return nil, err
 	}
-	defer qgen.Close()
-	st.obj, err = NewObjective(cfg.objective(classes), qgen, model.Dev)
+	if warning != "" {
+		log.Warn(warning)
+	}
+	gens, err := newGenerators(cfg.Seed)
+	if err != nil {
+		return nil, err
+	}
+	defer closeGenerators(gens)
+	m.SetDropoutGenerator(gens["dropout"])
+	st := &runState{cfg: cfg, opts: opts, log: log, dev: m.Dev, model: m, metrics: mf, gens: gens,
+		shape: [3]int{full.C, full.H, full.W}, prec: prec}
+	if cfg.TensorBoard {
+		if st.tb, err = tbevent.NewWriter(filepath.Join(cfg.Out, "tensorboard")); err != nil {
+			return nil, fmt.Errorf("--tensorboard: %w", err)
+		}
+		defer st.tb.Close()
+	}
+	st.obj, err = NewObjective(Env{Config: cfg, Classes: classes, Shape: st.shape, Model: m, Gen: gens["objective"], Dev: m.Dev})
 	if err != nil {
 		return nil, err
 	}
 	defer st.obj.Close()
+	st.opt = NewOptimizer(cfg, append(m.Parameters(), st.obj.Parameters()...))
+	defer st.opt.Close()
 	if resumeFrom != "" {
 		if err := st.restore(resumeFrom); err != nil {
 			return nil, err
@@ -234,36 +225,55 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 			zap.Int("epoch", st.pos.Epoch), zap.Int("batch", st.pos.Batch))
 	}
 	log.Info("run", zap.String("dir", cfg.Out), zap.String("dataset", cfg.Dataset), zap.Int("train", train.N),
-		zap.Int("val", cfg.ValSize), zap.String("model", cfg.Model), zap.Int64("params", model.NumParams()),
-		zap.String("objective", cfg.Objective), zap.String("device", model.Dev.String()))
+		zap.Int("val", cfg.ValSize), zap.String("model", cfg.Model), zap.Int64("params", m.NumParams()),
+		zap.String("objective", cfg.Objective), zap.String("device", m.Dev.String()), zap.String("precision", prec.String()))
 
 	sum, err := st.loop(ctx, train, val)
 	if err != nil {
 		return sum, err
+	}
+	if sum.AlreadyDone {
+		return sum, nil
 	}
 	if !opts.SkipTest {
 		test, err := src.Load(cfg.Dataset, data.Split("test"))
 		if err != nil {
 			return sum, fmt.Errorf("loading test split: %w", err)
 		}
-		acc, loss, err := Evaluate(model, test, cfg.Noise, 256)
+		acc, loss, err := m.Evaluate(test, cfg.Noise, 256)
 		if err != nil {
 			return sum, fmt.Errorf("test evaluation: %w", err)
 		}
 		sum.TestAcc = acc
-		st.writeMetrics(map[string]any{"step": st.step, "epoch": st.pos.Epoch, "test_acc": acc, "test_loss": loss})
+		if err := st.writeMetrics(map[string]any{"step": st.step, "epoch": st.pos.Epoch, "test_acc": acc, "test_loss": loss}); err != nil {
+			return sum, err
+		}
 		log.Info("test", zap.Float64("acc", acc), zap.Float64("loss", loss))
 	}
-	_ = writeJSON(filepath.Join(cfg.Out, "summary.json"), sum)
+	if err := writeJSON(filepath.Join(cfg.Out, "summary.json"), sum); err != nil {
+		return sum, fmt.Errorf("--out: %w", err)
+	}
+	if err := mf.Close(); err != nil {
+		return sum, fmt.Errorf("--out: metrics.jsonl: %w", err)
+	}
+	if st.tb != nil {
+		if err := st.tb.Close(); err != nil {
+			return sum, fmt.Errorf("--tensorboard: %w", err)
+		}
+	}
 	return sum, nil
 }
 
 func (st *runState) restore(path string) error {
 	s := torch.NewScope()
 	defer s.Close()
-	ck, err := loadCheckpoint(s, path)
+	ck, err := model.ReadCheckpoint(s, path)
 	if err != nil {
 		return err
+	}
+	old, err := ParseConfig(ck.Config)
+	if err != nil {
+		return fmt.Errorf("%s: config: %w", path, err)
 	}
 	if err := st.model.LoadStateDict(ck.Model); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -274,18 +284,26 @@ func (st *runState) restore(path string) error {
 	if err := st.opt.LoadState(ck.OptState); err != nil {
 		return fmt.Errorf("%s: optimizer state: %w", path, err)
 	}
-	if err := st.obj.LoadTensors(ck.Objective); err != nil && len(ck.Objective) > 0 {
-		return fmt.Errorf("%s: %w", path, err)
+	if err := st.obj.LoadState(ck.Objective); err != nil {
+		return fmt.Errorf("%s: objective state: %w", path, err)
 	}
-	if len(ck.RNG) > 0 {
-		if err := torch.SetDefaultGeneratorState(ck.RNG); err != nil {
-			return fmt.Errorf("%s: rng state: %w", path, err)
+	for name, g := range st.gens {
+		b, ok := ck.RNG[name]
+		if !ok {
+			// A checkpoint from before each run owned its generators: the run goes on, but its
+			// draws differ from those an uninterrupted run would have made.
+			st.log.Warn("checkpoint has no state for this generator: draws continue from a fresh seed", zap.String("generator", name))
+			continue
+		}
+		if err := g.SetState(b); err != nil {
+			return fmt.Errorf("%s: rng.%s: %w", path, name, err)
 		}
 	}
 	st.step, st.pos, st.bestVal = ck.Step, ck.Pos, ck.BestVal
-	if st.cfg.Schedule == "cosine" && !ck.Config.SameLength(st.cfg) && st.log != nil {
+	st.lastCkpt = path
+	if st.cfg.Schedule == "cosine" && !old.SameLength(st.cfg) {
 		st.log.Warn("the run's length changed: the cosine schedule now decays over the new length, so the learning rate jumps here and the result differs from a run trained at this length from the start",
-			zap.Int("epochs_before", ck.Config.Epochs), zap.Int("steps_before", ck.Config.Steps),
+			zap.Int("epochs_before", old.Epochs), zap.Int("steps_before", old.Steps),
 			zap.Int("epochs", st.cfg.Epochs), zap.Int("steps", st.cfg.Steps))
 	}
 	return nil
@@ -294,31 +312,38 @@ func (st *runState) restore(path string) error {
 func (st *runState) checkpoint(best bool) error {
 	s := torch.NewScope()
 	defer s.Close()
-	ck := &checkpoint{
+	cfg, err := json.Marshal(st.cfg)
+	if err != nil {
+		return err
+	}
+	ck := &model.Checkpoint{
 		Model: map[string]*torch.Tensor{}, OptName: st.cfg.Optimizer, OptStep: st.opt.StepCount(),
-		OptLR: st.opt.LR(), OptState: st.opt.State(), Objective: st.obj.Tensors(s),
-		Step: st.step, Pos: st.pos, BestVal: st.bestVal, Config: st.cfg,
+		OptLR: st.opt.LR(), OptState: st.opt.State(), Objective: st.obj.State(s), RNG: map[string][]byte{},
+		Step: st.step, Pos: st.pos, BestVal: st.bestVal, Config: cfg,
 	}
 	for _, p := range st.model.StateDict() {
 		ck.Model[p.Name] = p.T
 		ck.ModelKeys = append(ck.ModelKeys, p.Name)
 	}
-	rng, err := torch.DefaultGeneratorState()
-	if err != nil {
-		return err
+	for name, g := range st.gens {
+		b, err := g.State()
+		if err != nil {
+			return fmt.Errorf("generator %s: %w", name, err)
+		}
+		ck.RNG[name] = b
 	}
-	ck.RNG = rng
-	path := filepath.Join(checkpointDir(st.cfg.Out), stepCheckpointName(st.step))
-	if err := ck.save(path); err != nil {
+	dir := model.CheckpointDir(st.cfg.Out)
+	path := filepath.Join(dir, model.StepCheckpointName(st.step))
+	if err := ck.Save(path); err != nil {
 		return err
 	}
 	st.lastCkpt = path
 	if best {
-		if err := ck.save(filepath.Join(checkpointDir(st.cfg.Out), "best.pt")); err != nil {
+		if err := ck.Save(filepath.Join(dir, "best.pt")); err != nil {
 			return err
 		}
 	}
-	list, err := listCheckpoints(st.cfg.Out)
+	list, err := model.ListCheckpoints(st.cfg.Out)
 	if err != nil {
 		return err
 	}
@@ -331,11 +356,34 @@ func (st *runState) checkpoint(best bool) error {
 	return nil
 }
 
-func (st *runState) writeMetrics(m map[string]any) {
+// writeMetrics appends one record to metrics.jsonl; a failed write stops the run, since the
+// record of what it did would be incomplete.
+func (st *runState) writeMetrics(m map[string]any) error {
 	b, err := json.Marshal(m)
-	if err == nil {
-		_, _ = st.metrics.Write(append(b, '\n'))
+	if err != nil {
+		return fmt.Errorf("metrics record: %w", err)
 	}
+	if _, err := st.metrics.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("--out: writing metrics.jsonl: %w", err)
+	}
+	if st.tb == nil {
+		return nil
+	}
+	step, _ := m["step"].(int)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if k == "step" || k == "epoch" {
+			continue
+		}
+		if v, ok := m[k].(float64); ok {
+			if err := st.tb.Scalar(k, int64(step), v); err != nil {
+				return fmt.Errorf("--tensorboard: %w", err)
+			}
+		}
+	}
+	if err := st.tb.Flush(); err != nil {
+		return fmt.Errorf("--tensorboard: %w", err)
+	}
+	return nil
 }
 
 func (st *runState) totalSteps(perEpoch int) int {
@@ -359,9 +407,10 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		return nil, fmt.Errorf("--batch-size %d is larger than the training set (%d images)", cfg.BatchSize, train.N)
 	}
 	total := st.totalSteps(perEpoch)
-	sum := &Summary{RunDir: cfg.Out, BestValAcc: st.bestVal}
+	sum := &Summary{RunDir: cfg.Out, BestValAcc: st.bestVal, Precision: st.prec.String()}
 	if st.step >= total {
-		sum.Steps, sum.Epochs = st.step, st.pos.Epoch
+		sum.Steps, sum.Epochs, sum.AlreadyDone, sum.Checkpoint = st.step, st.pos.Epoch, true, st.lastCkpt
+		st.log.Info("the run was already complete: nothing to train", zap.Int("steps", st.step), zap.String("checkpoint", st.lastCkpt))
 		return sum, nil
 	}
 	lctx, cancel := context.WithCancel(context.Background())
@@ -379,7 +428,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	startStep := st.step
 	var waited, winWait time.Duration
 	winStart, winImgs := time.Now(), 0
-	params := st.model.Parameters()
+	params := append(st.model.Parameters(), st.obj.Parameters()...)
 	var lastVal float64
 	for st.step < total {
 		if ctx.Err() != nil {
@@ -403,7 +452,8 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		}
 		lr := cfg.lrAt(st.step, b.Epoch, total)
 		st.opt.SetLR(lr)
-		values, err := st.trainStep(b, params, train)
+		values, err := TrainStep(StepInput{Model: st.model, Opt: st.opt, Params: params, Obj: st.obj, Gen: st.gens["objective"],
+			Shape: st.shape, Index: st.step, Precision: st.prec}, b)
 		loader.Recycle(b)
 		if err != nil {
 			return sum, fmt.Errorf("step %d: %w", st.step, err)
@@ -413,7 +463,9 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 			if last == "" {
 				last = "none (no checkpoint was written before the failure)"
 			}
-			st.writeMetrics(map[string]any{"step": st.step, "epoch": b.Epoch, "error": "non-finite loss"})
+			if err := st.writeMetrics(map[string]any{"step": st.step, "epoch": b.Epoch, "error": "non-finite loss"}); err != nil {
+				st.log.Error("recording the failure", zap.Error(err))
+			}
 			return sum, fmt.Errorf("step %d: loss is not finite (%s); the run stopped without saving this state. Last good checkpoint: %s. Try a lower --lr",
 				st.step, formatTerms(values), last)
 		}
@@ -438,7 +490,9 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 			}
 			fields = append(fields, zap.Float64("lr", lr), zap.Float64("img/s", m["img_per_s"].(float64)),
 				zap.Float64("data_wait_ms", m["data_wait_ms"].(float64)))
-			st.writeMetrics(m)
+			if err := st.writeMetrics(m); err != nil {
+				return sum, err
+			}
 			if bar == nil {
 				st.log.Info("train", fields...)
 			} else {
@@ -450,7 +504,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		doVal := val != nil && ((cfg.ValEvery > 0 && st.step%cfg.ValEvery == 0) || (cfg.ValEvery == 0 && epochEnd) || st.step == total)
 		best := false
 		if doVal {
-			acc, loss, err := Evaluate(st.model, val, cfg.Noise, 256)
+			acc, loss, err := st.model.Evaluate(val, cfg.Noise, 256)
 			if err != nil {
 				return sum, fmt.Errorf("validation at step %d: %w", st.step, err)
 			}
@@ -458,7 +512,9 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 			if acc > st.bestVal {
 				st.bestVal, best = acc, true
 			}
-			st.writeMetrics(map[string]any{"step": st.step, "epoch": st.pos.Epoch, "val_acc": acc, "val_loss": loss})
+			if err := st.writeMetrics(map[string]any{"step": st.step, "epoch": st.pos.Epoch, "val_acc": acc, "val_loss": loss}); err != nil {
+				return sum, err
+			}
 			st.log.Info("validation", zap.Int("step", st.step), zap.Float64("acc", acc), zap.Float64("loss", loss),
 				zap.Float64("best", st.bestVal))
 		}
@@ -483,52 +539,6 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	return sum, nil
 }
 
-// trainStep runs forward, loss, backward and the optimiser step for one batch, then lets the
-// objective see the batch's logits. It returns the loss and its terms.
-func (st *runState) trainStep(b data.Batch, params []*torch.Tensor, d *data.Dataset) (map[string]float64, error) {
-	s := torch.NewScope()
-	defer s.Close()
-	n := int64(len(b.Y))
-	x := s.FromFloat32(b.X, n, int64(d.C), int64(d.H), int64(d.W))
-	y := s.FromInt64(b.Y, n)
-	if st.dev != torch.CPU {
-		x, y = s.To(x, st.dev), s.To(y, st.dev)
-	}
-	logits := st.model.Forward(s, x, true)
-	loss, terms := st.obj.Loss(s, logits, y)
-	if err := s.Err(); err != nil {
-		return nil, err
-	}
-	values := map[string]float64{}
-	lv, err := loss.Item()
-	if err != nil {
-		return nil, err
-	}
-	values["loss"] = lv
-	for _, t := range terms {
-		v, err := t.Value.Item()
-		if err != nil {
-			return nil, err
-		}
-		values["loss_"+t.Name] = v
-	}
-	if !finite(values) {
-		return values, nil
-	}
-	s.Backward(loss)
-	if err := s.Err(); err != nil {
-		return nil, err
-	}
-	if err := st.opt.Step(); err != nil {
-		return nil, err
-	}
-	torch.ZeroGrad(params)
-	if err := st.obj.Update(logits); err != nil {
-		return nil, err
-	}
-	return values, nil
-}
-
 func finite(m map[string]float64) bool {
 	for _, v := range m {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -547,74 +557,6 @@ func formatTerms(m map[string]float64) string {
 		out += fmt.Sprintf("%s=%g", k, m[k])
 	}
 	return out
-}
-
-// Evaluate returns accuracy and mean cross-entropy of the model on d (eval mode, no grad), with
-// test-time noise sigma as JEM applies it.
-func Evaluate(m *Model, d *data.Dataset, noise float64, batch int) (acc, loss float64, err error) {
-	logits, err := Logits(m, d, noise, batch, 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	c := len(logits) / d.N
-	correct := 0
-	var nll float64
-	for i := 0; i < d.N; i++ {
-		row := logits[i*c : (i+1)*c]
-		best, mx := 0, row[0]
-		for j, v := range row {
-			if v > mx {
-				best, mx = j, v
-			}
-		}
-		if int64(best) == d.Labels[i] {
-			correct++
-		}
-		var z float64
-		for _, v := range row {
-			z += math.Exp(float64(v - mx))
-		}
-		nll += float64(mx) + math.Log(z) - float64(row[d.Labels[i]])
-	}
-	return float64(correct) / float64(d.N), nll / float64(d.N), nil
-}
-
-// Logits runs the model over a dataset in eval mode and returns N×C logits, in dataset order.
-// The noise (if any) is drawn deterministically from seed.
-func Logits(m *Model, d *data.Dataset, noise float64, batch int, seed uint64) ([]float32, error) {
-	loader := data.NewLoader(d, data.LoaderConfig{BatchSize: batch, Workers: max(1, min(2, runtime.NumCPU())), Prefetch: 2,
-		Epochs: 1, Seed: seed, Augment: data.Augment{Noise: noise}})
-	if err := loader.Err(); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out []float32
-	for b := range loader.Start(ctx, data.Position{}) {
-		s := torch.NewScope()
-		s.SetGradEnabled(false)
-		n := int64(len(b.Y))
-		x := s.FromFloat32(b.X, n, int64(d.C), int64(d.H), int64(d.W))
-		if m.Dev != torch.CPU {
-			x = s.To(x, m.Dev)
-		}
-		l := m.Forward(s, x, false)
-		if err := s.Err(); err != nil {
-			s.Close()
-			return nil, err
-		}
-		v, err := l.Float32s()
-		s.Close()
-		loader.Recycle(b)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v...)
-	}
-	if len(out) != d.N*m.Cfg.Classes {
-		return nil, fmt.Errorf("model produced %d logits for %d images of %s", len(out), d.N, d.Name)
-	}
-	return out, nil
 }
 
 func sortedKeys(m map[string]float64) []string {

@@ -2,8 +2,11 @@ package trainer
 
 import (
 	"fmt"
-	"math"
+	"slices"
+	"strings"
 
+	"github.com/hdge-torch/hdge-torch/internal/settings"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
 
@@ -13,96 +16,189 @@ type Term struct {
 	Value *torch.Tensor
 }
 
-// Objective turns a batch's logits and labels into a loss. Update runs after the optimiser step
-// with the batch's logits (objectives with memory, like HDGE's queue, learn from it there).
+// Step is what an objective sees of one training step: the step's scope, every augmented view
+// of the batch on the model's device, the labels, the model (whose calls take train/eval mode
+// per call, so an objective can sample or attack in eval mode mid-step), and the objective's own
+// generator, which the run owns and checkpoints.
+type Step struct {
+	S     *torch.Scope
+	Views []*torch.Tensor // B×C×H×W each, view 0 first
+	Y     *torch.Tensor
+	Model *model.Model
+	Gen   *torch.Generator
+	Index int // the step's number in the run, from 0
+	// Gather concatenates a tensor along dimension 0 across data-parallel processes, in rank
+	// order; nil in a single process, where Gathered returns its argument.
+	Gather func(s *torch.Scope, t *torch.Tensor) *torch.Tensor
+
+	logits *torch.Tensor
+}
+
+// X is the first view.
+func (st *Step) X() *torch.Tensor { return st.Views[0] }
+
+// Logits are the model's logits on the first view in training mode, computed once per step.
+func (st *Step) Logits() *torch.Tensor {
+	if st.logits == nil {
+		st.logits = st.Model.Forward(st.S, st.X(), true)
+	}
+	return st.logits
+}
+
+// SetLogits provides the step's logits (for measuring an objective on given logits alone).
+func (st *Step) SetLogits(l *torch.Tensor) { st.logits = l }
+
+// Gathered is t concatenated across processes (t itself in a single process).
+func (st *Step) Gathered(t *torch.Tensor) *torch.Tensor {
+	if st.Gather == nil {
+		return t
+	}
+	return st.Gather(st.S, t)
+}
+
+// Objective turns a step into a loss. AfterStep runs after the optimiser step (objectives with
+// memory, like HDGE's queue, learn from the batch there).
 type Objective interface {
-	Name() string
-	Loss(s *torch.Scope, logits, y *torch.Tensor) (*torch.Tensor, []Term)
-	Update(logits *torch.Tensor) error
-	// Tensors lists the objective's state for checkpoints; LoadTensors restores it.
-	Tensors(s *torch.Scope) map[string]*torch.Tensor
-	LoadTensors(map[string]*torch.Tensor) error
+	Loss(st *Step) (*torch.Tensor, []Term)
+	AfterStep(st *Step) error
+	// Parameters are the objective's own trainable tensors (a projection head), optimised with
+	// the model's.
+	Parameters() []*torch.Tensor
+	// State lists the objective's parameters and state tensors for checkpoints (saved under
+	// "objective", apart from model_state_dict); LoadState restores them.
+	State(s *torch.Scope) map[string]*torch.Tensor
+	LoadState(map[string]*torch.Tensor) error
 	Close()
 }
 
-// ObjectiveConfig selects and parameterises an objective.
-type ObjectiveConfig struct {
-	Kind           string  // ce | hdge | hdge-simclr
-	Alpha          float64 // weight of log q(y|x); 1-Alpha goes to log q(x|y)
-	QueueSize      int     // K
-	Temperature    float64 // τ
-	Form           string  // official | eq13
-	NormLogits     bool    // L2-normalise logits (and queue columns) before contrasting
-	LabelSmoothing float64
-	Classes        int
+// Env is what an objective is built from.
+type Env struct {
+	Config  Config
+	Classes int
+	Shape   [3]int // C, H, W of the inputs
+	Model   *model.Model
+	Gen     *torch.Generator // the objective's generator: its initial draws and every later one
+	Dev     torch.Device
 }
 
-// Validate reports the first setting a user got wrong, naming the flag.
-func (c ObjectiveConfig) Validate() error {
-	switch c.Kind {
-	case "ce", "hdge", "hdge-simclr":
-	default:
-		return fmt.Errorf("--objective: unknown value %q (want ce, hdge or hdge-simclr)", c.Kind)
-	}
-	if c.Form != "official" && c.Form != "eq13" {
-		return fmt.Errorf("--contrast: unknown value %q (want official or eq13)", c.Form)
-	}
-	if c.Alpha < 0 || c.Alpha > 1 || math.IsNaN(c.Alpha) {
-		return fmt.Errorf("--alpha must be in [0, 1], got %g", c.Alpha)
-	}
-	if c.Kind == "hdge" && c.QueueSize < 1 {
-		return fmt.Errorf("--queue-size must be at least 1, got %d", c.QueueSize)
-	}
-	if !(c.Temperature > 0) {
-		return fmt.Errorf("--temperature must be > 0, got %g", c.Temperature)
-	}
-	if c.LabelSmoothing < 0 || c.LabelSmoothing >= 1 {
-		return fmt.Errorf("--label-smoothing must be in [0, 1), got %g", c.LabelSmoothing)
-	}
-	return nil
+// ObjectiveInfo registers an objective by name.
+type ObjectiveInfo struct {
+	Name  string
+	Usage string // one line for --objective's help
+	// Views is how many augmented views of each image the objective needs (0 means 1).
+	Views int
+	// Check refuses settings the objective cannot work with, naming the flag (may be nil).
+	Check func(c *Config) error
+	New   func(env Env) (Objective, error)
 }
 
-// NewObjective builds the objective; store owns long-lived state such as the queue.
-func NewObjective(c ObjectiveConfig, gen *torch.Generator, dev torch.Device) (Objective, error) {
-	if err := c.Validate(); err != nil {
+var (
+	objectives           []ObjectiveInfo
+	deprecatedObjectives = map[string]string{"hdge-simclr": "hdge-inbatch"}
+)
+
+// RegisterObjective adds an objective; each objective's file calls it from init.
+func RegisterObjective(info ObjectiveInfo) {
+	if _, err := lookupObjective(info.Name); err == nil {
+		panic("trainer: objective " + info.Name + " registered twice")
+	}
+	objectives = append(objectives, info)
+}
+
+// ObjectiveNames lists the registered objectives, in registration order.
+func ObjectiveNames() []string {
+	out := make([]string, len(objectives))
+	for i, o := range objectives {
+		out[i] = o.Name
+	}
+	return out
+}
+
+func lookupObjective(name string) (*ObjectiveInfo, error) {
+	for i := range objectives {
+		if objectives[i].Name == name {
+			return &objectives[i], nil
+		}
+	}
+	return nil, fmt.Errorf("--objective: unknown value %q (want %s)", name, strings.Join(ObjectiveNames(), ", "))
+}
+
+// DeprecatedObjective says, for an objective name that was renamed, its current name and the
+// warning to give; ok is false for current names.
+func DeprecatedObjective(name string) (current, warning string, ok bool) {
+	current, ok = deprecatedObjectives[name]
+	if !ok {
+		return name, "", false
+	}
+	return current, fmt.Sprintf("--objective %s is deprecated and will be removed: it is now called %s (the same objective)", name, current), true
+}
+
+// objectiveSetting is --objective: the registered names; a renamed one is read as its new name.
+func objectiveSetting() setting {
+	s := settings.String("objective", groupObj, learnt, "hdge",
+		"ce (cross-entropy), hdge (queue of past logits), hdge-inbatch (in-batch negatives); every objective is listed in the objective sections",
+		func(c *Config) *string { return &c.Objective }, func(name string) error {
+			_, err := lookupObjective(name)
+			if err != nil {
+				return fmt.Errorf("unknown value %q (want %s)", name, strings.Join(ObjectiveNames(), ", "))
+			}
+			return nil
+		})
+	return s
+}
+
+// NewObjective builds the objective cfg names.
+func NewObjective(env Env) (Objective, error) {
+	info, err := lookupObjective(env.Config.Objective)
+	if err != nil {
 		return nil, err
 	}
-	switch c.Kind {
-	case "ce":
-		return &ceObjective{smoothing: c.LabelSmoothing}, nil
-	case "hdge-simclr":
-		return &simclrObjective{cfg: c}, nil
-	default:
-		return newHDGE(c, gen, dev)
+	return info.New(env)
+}
+
+// viewsOf is how many views the run's objective needs.
+func viewsOf(c Config) int {
+	info, err := lookupObjective(c.Objective)
+	if err != nil || info.Views < 1 {
+		return 1
 	}
+	return info.Views
 }
 
-type ceObjective struct{ smoothing float64 }
+// stateless is embedded by objectives without parameters or state.
+type stateless struct{}
 
-func (o *ceObjective) Name() string { return "ce" }
-func (o *ceObjective) Loss(s *torch.Scope, logits, y *torch.Tensor) (*torch.Tensor, []Term) {
-	ce := s.CrossEntropy(logits, y, o.smoothing, torch.Mean)
-	return ce, []Term{{"ce", ce}}
+func (stateless) AfterStep(*Step) error                       { return nil }
+func (stateless) Parameters() []*torch.Tensor                 { return nil }
+func (stateless) State(*torch.Scope) map[string]*torch.Tensor { return nil }
+func (stateless) LoadState(m map[string]*torch.Tensor) error  { return expectNoState(m) }
+func (stateless) Close()                                      {}
+func expectNoState(m map[string]*torch.Tensor) error {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return fmt.Errorf("the checkpoint holds objective state (%s) that this objective does not have: was it trained with another --objective?", strings.Join(keys, ", "))
 }
-func (o *ceObjective) Update(*torch.Tensor) error                    { return nil }
-func (o *ceObjective) Tensors(*torch.Scope) map[string]*torch.Tensor { return nil }
-func (o *ceObjective) LoadTensors(map[string]*torch.Tensor) error    { return nil }
-func (o *ceObjective) Close()                                        {}
 
-// hybrid is HDGE's L = α·CE + (1-α)·(-log q(x|y)); a weight of 0 skips its term entirely, so
-// α = 1 costs what plain CE does and α = 0 is the "log q(x|y) only" variant.
-func hybrid(s *torch.Scope, c ObjectiveConfig, logits, y *torch.Tensor,
-	gen func(s *torch.Scope, logits, y *torch.Tensor) *torch.Tensor) (*torch.Tensor, []Term) {
+// hybrid is α·CE + (1-α)·other; a weight of 0 skips its term entirely, so α = 1 costs what plain
+// CE does and α = 0 is the "other term only" variant. name labels the other term in the logs.
+func hybrid(st *Step, c Config, name string, other func() *torch.Tensor) (*torch.Tensor, []Term) {
+	s := st.S
 	var terms []Term
 	var total *torch.Tensor
 	if c.Alpha > 0 {
-		ce := s.CrossEntropy(logits, y, c.LabelSmoothing, torch.Mean)
+		ce := s.CrossEntropy(st.Logits(), st.Y, c.LabelSmoothing, torch.Mean)
 		terms = append(terms, Term{"ce", ce})
 		total = s.MulScalar(ce, c.Alpha)
 	}
 	if c.Alpha < 1 {
-		g := gen(s, logits, y)
-		terms = append(terms, Term{"gen", g})
+		g := other()
+		terms = append(terms, Term{name, g})
 		if total == nil {
 			total = s.MulScalar(g, 1-c.Alpha)
 		} else {

@@ -31,9 +31,9 @@ func TestSetOptionCoversConfig(t *testing.T) {
 		}
 		a, b := reflect.ValueOf(Defaults()), reflect.ValueOf(c)
 		var changed []string
-		for i := range typ.NumField() {
-			if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
-				changed = append(changed, typ.Field(i).Name)
+		for _, f := range leafFields(typ) {
+			if !reflect.DeepEqual(a.FieldByIndex(f.Index).Interface(), b.FieldByIndex(f.Index).Interface()) {
+				changed = append(changed, f.Name)
 			}
 		}
 		if len(changed) != 1 {
@@ -45,16 +45,29 @@ func TestSetOptionCoversConfig(t *testing.T) {
 		}
 		covered[changed[0]] = name
 		// The option's name is the field's JSON key with dashes, so config.json reads the same way.
-		tag := strings.Split(typ.Field(fieldIndex(typ, changed[0])).Tag.Get("json"), ",")[0]
+		f, _ := typ.FieldByName(changed[0])
+		tag := strings.Split(f.Tag.Get("json"), ",")[0]
 		if strings.ReplaceAll(tag, "_", "-") != name {
 			t.Errorf("option %s sets %s (json %q)", name, changed[0], tag)
 		}
 	}
-	for i := range typ.NumField() {
-		if _, ok := covered[typ.Field(i).Name]; !ok {
-			t.Errorf("Config.%s has no option", typ.Field(i).Name)
+	for _, f := range leafFields(typ) {
+		if _, ok := covered[f.Name]; !ok {
+			t.Errorf("Config.%s has no option", f.Name)
 		}
 	}
+}
+
+// leafFields are a struct's fields with those of embedded sections (objectives' settings) in
+// their place, as encoding/json flattens them.
+func leafFields(t reflect.Type) []reflect.StructField {
+	var out []reflect.StructField
+	for _, f := range reflect.VisibleFields(t) {
+		if !f.Anonymous {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func fieldIndex(t reflect.Type, name string) int {

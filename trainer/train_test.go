@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hdge-torch/hdge-torch/internal/testutil"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
 
@@ -39,7 +40,7 @@ func weights(t *testing.T, path string) map[string][]float64 {
 	t.Helper()
 	s := torch.NewScope()
 	defer s.Close()
-	ck, err := loadCheckpoint(s, path)
+	ck, err := model.ReadCheckpoint(s, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestNonFiniteLossStops(t *testing.T) {
 	if !strings.Contains(err.Error(), "--lr") {
 		t.Errorf("the error should suggest a remedy: %v", err)
 	}
-	last, err := ResolveCheckpoint(cfg.Out, false)
+	last, err := model.ResolveCheckpoint(cfg.Out, false)
 	if err != nil {
 		t.Skipf("diverged before the first checkpoint: %v", err)
 	}

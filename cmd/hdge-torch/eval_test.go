@@ -21,6 +21,7 @@ import (
 
 	"github.com/hdge-torch/hdge-torch/eval/npy"
 	"github.com/hdge-torch/hdge-torch/internal/testutil"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch/ptfile"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
@@ -191,7 +192,7 @@ func TestEvalCommand(t *testing.T) {
 	})
 
 	t.Run("mismatched checkpoint", func(t *testing.T) {
-		best, err := trainer.ResolveCheckpoint(cfg.Out, true)
+		best, err := model.ResolveCheckpoint(cfg.Out, true)
 		if err != nil {
 			t.Fatal(err)
 		}

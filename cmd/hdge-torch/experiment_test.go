@@ -19,7 +19,7 @@ import (
 func TestTrainFlagsAreOptions(t *testing.T) {
 	cliOnly := []string{"resume", "log-format", "no-progress", "skip-test"}
 	var flags []string
-	for _, f := range trainFlags(trainer.Defaults()) {
+	for _, f := range trainFlags() {
 		name := f.Names()[0]
 		flags = append(flags, name)
 		if !slices.Contains(cliOnly, name) && !slices.Contains(trainer.OptionNames(), name) {

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/hdge-torch/hdge-torch/torch"
 	"github.com/urfave/cli/v2"
 )
 
@@ -17,6 +18,7 @@ import (
 const exitInterrupted = 130
 
 func main() {
+	torch.TuneMalloc()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := &cli.App{
@@ -26,6 +28,7 @@ func main() {
 			trainCommand(),
 			evalCommand(),
 			experimentCommand(),
+			compareCommand(),
 			dataCommand(),
 			versionCommand(),
 		},

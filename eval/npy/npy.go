@@ -9,9 +9,10 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 )
 
 // Array is an n-dimensional array in C (row-major) order. Data is []float32, []float64, []int64,
@@ -104,44 +105,13 @@ func write(path, descr string, n int, shape []int, body func(io.Writer) error) (
 	if len(h) > math.MaxUint16 {
 		return fmt.Errorf("npy: write %s: shape %v too long for format 1.0", path, shape)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("npy: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-			err = fmt.Errorf("npy: write %s: %w", path, err)
+	if err := atomicfile.Write(path, func(w io.Writer) error {
+		if _, err := w.Write(h); err != nil {
+			return err
 		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if _, err = bw.Write(h); err != nil {
-		return err
-	}
-	if err = body(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Chmod(tmp, 0o644); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
+		return body(w)
+	}); err != nil {
+		return fmt.Errorf("npy: %w", err)
 	}
 	return nil
 }

@@ -11,9 +11,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/hdge-torch/hdge-torch/attack"
 	"github.com/hdge-torch/hdge-torch/data"
 	"github.com/hdge-torch/hdge-torch/eval"
-	"github.com/hdge-torch/hdge-torch/eval/attack"
 )
 
 // Suite names.

@@ -19,11 +19,12 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"go.uber.org/zap"
 
+	"github.com/hdge-torch/hdge-torch/attack"
 	"github.com/hdge-torch/hdge-torch/data"
-	"github.com/hdge-torch/hdge-torch/eval/attack"
 	"github.com/hdge-torch/hdge-torch/eval/npy"
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
-	"github.com/hdge-torch/hdge-torch/trainer"
 )
 
 // Default batch sizes: inference holds no activations for backward, PGD does.
@@ -37,7 +38,7 @@ type exporter struct {
 	cfg   *Config
 	log   *zap.Logger
 	dir   string
-	m     *trainer.Loaded
+	m     *model.Loaded
 	noise float64
 	batch int
 	files []string
@@ -76,12 +77,12 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	}
 	torch.SetNumThreads(threads)
 	log.Info("libtorch", zap.String("version", torch.Version()), zap.Int("threads", torch.NumThreads()), zap.Bool("cuda", torch.CUDAAvailable()))
-	m, err := trainer.LoadModel(cfg.Checkpoint, cfg.Device)
+	m, err := model.Load(cfg.Checkpoint, cfg.Device)
 	if err != nil {
 		return &InputError{Flag: "checkpoint", Err: err}
 	}
 	defer m.Close()
-	run := m.Config
+	run := m.Run
 	e := &exporter{cfg: cfg, log: log, dir: dir, m: m, noise: run.Noise, batch: cfg.BatchSize}
 	if e.batch == 0 {
 		e.batch = defaultBatch
@@ -103,9 +104,9 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	if err != nil {
 		return inputErr("test", "%v", err)
 	}
-	classes := m.Cfg.Classes
-	if test.C != m.Cfg.InChannels {
-		return inputErr("test", "%s has %d-channel images, but the model (%s) takes %d channels", testSpec, test.C, m.Path, m.Cfg.InChannels)
+	classes := m.Classes()
+	if test.C != m.InChannels() {
+		return inputErr("test", "%s has %d-channel images, but the model (%s) takes %d channels", testSpec, test.C, m.Path, m.InChannels())
 	}
 	if test.NumClasses() > classes {
 		return inputErr("test", "%s has %d classes, but the model (%s) predicts %d", testSpec, test.NumClasses(), m.Path, classes)
@@ -171,7 +172,7 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	}
 
 	if jl := filepath.Join(runDir, "metrics.jsonl"); fileExists(jl) {
-		if err := copyFile(jl, filepath.Join(dir, "training.jsonl")); err != nil {
+		if err := atomicfile.CopyFile(jl, filepath.Join(dir, "training.jsonl")); err != nil {
 			return err
 		}
 		idx.Training, idx.TrainingSource = "training.jsonl", jl
@@ -287,17 +288,17 @@ func fit(name string, d, test *data.Dataset) (*data.Dataset, error) {
 
 // absent tells a dataset whose files are not there from one that is damaged.
 func absent(err error) bool {
-	return errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "not found in")
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, data.ErrNotFound)
 }
 
 // logits runs the model over d with the run's test-time noise and writes name.npy (and labels).
 func (e *exporter) logits(ctx context.Context, name, spec, display string, d *data.Dataset, withLabels bool) (SetEntry, error) {
 	start := time.Now()
-	l, err := trainer.Logits(e.m.Model, d, e.noise, e.batch, e.seedFor(name))
+	l, err := e.m.Logits(d, e.noise, e.batch, e.seedFor(name))
 	if err != nil {
 		return SetEntry{}, fmt.Errorf("logits of %s: %w", name, err)
 	}
-	c := e.m.Cfg.Classes
+	c := e.m.Classes()
 	entry := SetEntry{Name: name, Spec: spec, Dataset: display, N: d.N, C: c}
 	if entry.Logits, err = e.file(name + ".npy"); err != nil {
 		return entry, err
@@ -376,7 +377,7 @@ func (e *exporter) pgd(ctx context.Context, test *data.Dataset) (*PGDEntry, erro
 	if err != nil {
 		return nil, err
 	}
-	c := e.m.Cfg.Classes
+	c := e.m.Classes()
 	if err := npy.WriteFloat32(filepath.Join(e.dir, entry.Clean), clean, sub.N, c); err != nil {
 		return nil, err
 	}
@@ -428,16 +429,4 @@ func sumSteps(cs []attack.Config) int {
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode().IsRegular()
-}
-
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	tmp := to + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, to)
 }

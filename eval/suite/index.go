@@ -10,6 +10,7 @@ import (
 
 	"github.com/hdge-torch/hdge-torch/eval"
 	"github.com/hdge-torch/hdge-torch/eval/npy"
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 )
 
 // IndexFile is the name of the index in a logits folder.
@@ -80,12 +81,7 @@ func writeIndex(dir string, idx *Index) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, IndexFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(filepath.Join(dir, IndexFile), append(b, '\n'))
 }
 
 // ReadIndex reads and checks a logits folder's index.

@@ -2,9 +2,12 @@ package ptfile
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 )
 
 // Tensor is a dense CPU tensor: Data holds the elements little-endian in contiguous row-major order.
@@ -100,41 +103,10 @@ func dtypeByStorage(class string) (dtypeInfo, bool) {
 // all. v may nest *OrderedDict, map[string]any (written with sorted keys), map[int]any and
 // map[int64]any (integer keys, as optimizer state dicts need), []any, []int, []int64, []float64,
 // []string, []byte, string, int, int32, int64, float32, float64, bool, nil and *Tensor.
-func Write(path string, v any) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("ptfile: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = encode(f, v, archiveName(base)); err != nil {
-		return fmt.Errorf("ptfile: write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("ptfile: write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("ptfile: write %s: %w", path, err)
-	}
-	if err = os.Chmod(tmp, 0o644); err != nil {
-		return fmt.Errorf("ptfile: write %s: %w", path, err)
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("ptfile: write %s: %w", path, err)
-	}
-	// The rename itself must survive a crash, so the directory entry is flushed too.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
+func Write(path string, v any) error {
+	base := filepath.Base(path)
+	if err := atomicfile.Write(path, func(w io.Writer) error { return encode(w, v, archiveName(base)) }); err != nil {
+		return fmt.Errorf("ptfile: %w", err)
 	}
 	return nil
 }

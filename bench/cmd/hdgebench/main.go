@@ -14,9 +14,11 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/hdge-torch/hdge-torch/bench"
+	"github.com/hdge-torch/hdge-torch/torch"
 )
 
 func main() {
+	torch.TuneMalloc()
 	bench.ChildMain()
 	app := &cli.App{
 		Name:  "hdgebench",

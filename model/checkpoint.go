@@ -1,4 +1,4 @@
-package trainer
+package model
 
 import (
 	"encoding/json"
@@ -15,27 +15,33 @@ import (
 
 // Checkpoint layout (a torch.save-compatible file; in Python: ckpt = torch.load(path)):
 //
-//	model_state_dict  OrderedDict name → tensor, loadable into the PyTorch WideResNet
+//	model_state_dict  OrderedDict name → tensor, loadable into the PyTorch model
 //	optimizer         {"name", "step", "lr", "state": {name → tensor}}
-//	objective         {name → tensor}: the HDGE queue (C×K raw logits) and queue_ptr
-//	rng               {"torch_cpu": uint8 state of libtorch's default CPU generator (dropout)}
+//	objective         {name → tensor}: the objective's parameters and state (HDGE: the queue
+//	                  of raw logits C×K and queue_ptr; later a projection head, a replay buffer)
+//	rng               {name → uint8 tensor}: the state of every generator the run owns
+//	                  ("dropout", "objective"); checkpoints before format 2 saved libtorch's
+//	                  global generator as "torch_cpu"
 //	step, epoch, batch (the data pipeline position: next batch of that epoch)
 //	best_val_acc, config (JSON text), format ("hdge-torch/1")
 const checkpointFormat = "hdge-torch/1"
 
-type checkpoint struct {
+// Checkpoint is everything a run saves to continue exactly where it was.
+type Checkpoint struct {
 	Model     map[string]*torch.Tensor
-	ModelKeys []string
+	ModelKeys []string // state_dict order
 	OptName   string
 	OptStep   int64
 	OptLR     float64
 	OptState  map[string]*torch.Tensor
 	Objective map[string]*torch.Tensor
-	RNG       []byte
+	RNG       map[string][]byte
 	Step      int
 	Pos       data.Position
 	BestVal   float64
-	Config    Config
+	// Config is the run's configuration as JSON; the trainer owns its schema, Run reads the
+	// part that describes the model and its input.
+	Config json.RawMessage
 }
 
 func ptDict(keys []string, m map[string]*torch.Tensor) (*ptfile.OrderedDict, error) {
@@ -56,8 +62,8 @@ func ptDict(keys []string, m map[string]*torch.Tensor) (*ptfile.OrderedDict, err
 	return d, nil
 }
 
-// save writes the checkpoint atomically (ptfile.Write: temp file, fsync, rename).
-func (c *checkpoint) save(path string) error {
+// Save writes the checkpoint atomically (ptfile.Write: temp file, fsync, rename).
+func (c *Checkpoint) Save(path string) error {
 	model, err := ptDict(c.ModelKeys, c.Model)
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: model %w", path, err)
@@ -70,7 +76,6 @@ func (c *checkpoint) save(path string) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: objective %w", path, err)
 	}
-	cfg, _ := json.Marshal(c.Config)
 	root := ptfile.NewOrderedDict()
 	root.Set("format", checkpointFormat)
 	root.Set("model_state_dict", model)
@@ -82,21 +87,29 @@ func (c *checkpoint) save(path string) error {
 	root.Set("optimizer", optD)
 	root.Set("objective", obj)
 	rng := ptfile.NewOrderedDict()
-	rng.Set("torch_cpu", &ptfile.Tensor{DType: "uint8", Shape: []int64{int64(len(c.RNG))}, Data: c.RNG})
+	names := make([]string, 0, len(c.RNG))
+	for k := range c.RNG {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		rng.Set(k, &ptfile.Tensor{DType: "uint8", Shape: []int64{int64(len(c.RNG[k]))}, Data: c.RNG[k]})
+	}
 	root.Set("rng", rng)
 	root.Set("step", int64(c.Step))
 	root.Set("epoch", int64(c.Pos.Epoch))
 	root.Set("batch", int64(c.Pos.Batch))
 	root.Set("best_val_acc", c.BestVal)
-	root.Set("config", string(cfg))
+	root.Set("config", string(c.Config))
 	if err := ptfile.Write(path, root); err != nil {
 		return fmt.Errorf("writing checkpoint: %w", err)
 	}
 	return nil
 }
 
-// loadCheckpoint reads a checkpoint file written by save; tensors land in s.
-func loadCheckpoint(s *torch.Scope, path string) (*checkpoint, error) {
+// ReadCheckpoint reads a checkpoint file written by Save; its tensors land in s. A field of the
+// wrong type is an error naming the field: a damaged or foreign file is never read as zeros.
+func ReadCheckpoint(s *torch.Scope, path string) (*Checkpoint, error) {
 	v, err := ptfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
@@ -111,20 +124,20 @@ func loadCheckpoint(s *torch.Scope, path string) (*checkpoint, error) {
 	if f, _ := root.Get("format"); f != checkpointFormat {
 		return nil, bad(fmt.Sprintf("format is %v, want %s", f, checkpointFormat))
 	}
-	c := &checkpoint{}
+	c := &Checkpoint{}
 	cfgText, _ := root.Get("config")
 	cs, ok := cfgText.(string)
 	if !ok {
 		return nil, bad("no config")
 	}
-	if err := json.Unmarshal([]byte(cs), &c.Config); err != nil {
-		return nil, bad("config: " + err.Error())
+	if !json.Valid([]byte(cs)) {
+		return nil, bad("config is not JSON")
 	}
-	c.Config.fillOlder()
+	c.Config = json.RawMessage(cs)
 	tensors := func(key string, d any) (map[string]*torch.Tensor, []string, error) {
 		od, ok := d.(*ptfile.OrderedDict)
 		if !ok {
-			return nil, nil, bad(key + " is missing")
+			return nil, nil, bad(key + " is missing or not a dict")
 		}
 		m := map[string]*torch.Tensor{}
 		for _, k := range od.Keys {
@@ -149,12 +162,15 @@ func loadCheckpoint(s *torch.Scope, path string) (*checkpoint, error) {
 		if !ok {
 			return nil, bad("optimizer is not a dict")
 		}
-		name, _ := od.Get("name")
-		c.OptName, _ = name.(string)
-		st, _ := od.Get("step")
-		c.OptStep, _ = st.(int64)
-		lr, _ := od.Get("lr")
-		c.OptLR, _ = lr.(float64)
+		if c.OptName, err = field[string](od, "optimizer.name"); err != nil {
+			return nil, bad(err.Error())
+		}
+		if c.OptStep, err = field[int64](od, "optimizer.step"); err != nil {
+			return nil, bad(err.Error())
+		}
+		if c.OptLR, err = field[float64](od, "optimizer.lr"); err != nil {
+			return nil, bad(err.Error())
+		}
 		sv, _ := od.Get("state")
 		if c.OptState, _, err = tensors("optimizer.state", sv); err != nil {
 			return nil, err
@@ -165,34 +181,62 @@ func loadCheckpoint(s *torch.Scope, path string) (*checkpoint, error) {
 			return nil, err
 		}
 	}
+	c.RNG = map[string][]byte{}
 	if rv, ok := root.Get("rng"); ok {
-		if rd, ok := rv.(*ptfile.OrderedDict); ok {
-			if t, ok := rd.Values["torch_cpu"].(*ptfile.Tensor); ok {
-				c.RNG = t.Data
+		rd, ok := rv.(*ptfile.OrderedDict)
+		if !ok {
+			return nil, bad("rng is not a dict")
+		}
+		for _, k := range rd.Keys {
+			t, ok := rd.Values[k].(*ptfile.Tensor)
+			if !ok || t.DType != "uint8" {
+				return nil, bad("rng." + k + " is not a uint8 tensor")
 			}
+			c.RNG[k] = t.Data
 		}
 	}
-	geti := func(k string) int {
-		v, _ := root.Get(k)
-		i, _ := v.(int64)
-		return int(i)
+	var step, epoch, batch int64
+	for _, f := range []struct {
+		key string
+		dst *int64
+	}{{"step", &step}, {"epoch", &epoch}, {"batch", &batch}} {
+		if *f.dst, err = field[int64](root, f.key); err != nil {
+			return nil, bad(err.Error())
+		}
 	}
-	c.Step = geti("step")
-	c.Pos = data.Position{Epoch: geti("epoch"), Batch: geti("batch")}
-	if bv, ok := root.Get("best_val_acc"); ok {
-		c.BestVal, _ = bv.(float64)
+	c.Step, c.Pos = int(step), data.Position{Epoch: int(epoch), Batch: int(batch)}
+	if _, ok := root.Get("best_val_acc"); ok {
+		if c.BestVal, err = field[float64](root, "best_val_acc"); err != nil {
+			return nil, bad(err.Error())
+		}
 	}
 	return c, nil
 }
 
-// checkpointDir is where a run keeps its checkpoints.
-func checkpointDir(run string) string { return filepath.Join(run, "checkpoints") }
+// field reads a dict entry of type T; name is its dotted path, for the error.
+func field[T any](d *ptfile.OrderedDict, name string) (T, error) {
+	var zero T
+	key := name[strings.LastIndex(name, ".")+1:]
+	v, ok := d.Get(key)
+	if !ok {
+		return zero, fmt.Errorf("%s is missing", name)
+	}
+	t, ok := v.(T)
+	if !ok {
+		return zero, fmt.Errorf("%s is %T, want %T", name, v, zero)
+	}
+	return t, nil
+}
 
-func stepCheckpointName(step int) string { return fmt.Sprintf("step-%08d.pt", step) }
+// CheckpointDir is where a run keeps its checkpoints.
+func CheckpointDir(run string) string { return filepath.Join(run, "checkpoints") }
 
-// listCheckpoints returns a run's step checkpoints, oldest first.
-func listCheckpoints(run string) ([]string, error) {
-	entries, err := os.ReadDir(checkpointDir(run))
+// StepCheckpointName is the file name of the checkpoint after step.
+func StepCheckpointName(step int) string { return fmt.Sprintf("step-%08d.pt", step) }
+
+// ListCheckpoints returns a run's step checkpoints, oldest first.
+func ListCheckpoints(run string) ([]string, error) {
+	entries, err := os.ReadDir(CheckpointDir(run))
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil, nil
@@ -202,7 +246,7 @@ func listCheckpoints(run string) ([]string, error) {
 	var out []string
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "step-") && strings.HasSuffix(e.Name(), ".pt") {
-			out = append(out, filepath.Join(checkpointDir(run), e.Name()))
+			out = append(out, filepath.Join(CheckpointDir(run), e.Name()))
 		}
 	}
 	sort.Strings(out)
@@ -210,7 +254,8 @@ func listCheckpoints(run string) ([]string, error) {
 }
 
 // ResolveCheckpoint turns a run directory or a checkpoint file into a checkpoint path: a
-// directory gives its newest step checkpoint (or best.pt when asked for with best).
+// directory gives its newest step checkpoint (or best.pt when asked for with best). It is the one
+// rule for "run directory or checkpoint file" everywhere a user names a model.
 func ResolveCheckpoint(p string, best bool) (string, error) {
 	st, err := os.Stat(p)
 	if err != nil {
@@ -220,17 +265,26 @@ func ResolveCheckpoint(p string, best bool) (string, error) {
 		return p, nil
 	}
 	if best {
-		b := filepath.Join(checkpointDir(p), "best.pt")
+		b := filepath.Join(CheckpointDir(p), "best.pt")
 		if _, err := os.Stat(b); err == nil {
 			return b, nil
 		}
 	}
-	list, err := listCheckpoints(p)
+	list, err := ListCheckpoints(p)
 	if err != nil {
 		return "", fmt.Errorf("run %s: %w", p, err)
 	}
 	if len(list) == 0 {
-		return "", fmt.Errorf("run %s has no checkpoints (looked in %s)", p, checkpointDir(p))
+		return "", fmt.Errorf("run %s has no checkpoints (looked in %s)", p, CheckpointDir(p))
 	}
 	return list[len(list)-1], nil
+}
+
+// RunDirOf is the run directory a checkpoint path belongs to: the path itself when it is a
+// folder, else the folder above checkpoints/.
+func RunDirOf(p string) string {
+	if st, err := os.Stat(p); err == nil && st.IsDir() {
+		return p
+	}
+	return filepath.Dir(filepath.Dir(p))
 }

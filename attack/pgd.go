@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/hdge-torch/hdge-torch/data"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
 
 // Model is a classifier over the model's input space, pixels scaled to [-1, 1] (x' = (x-0.5)/0.5),
-// as the training pipeline feeds it. trainer.Loaded and nn.WideResNet satisfy it.
+// as the training pipeline feeds it. model.Model and every model.Net satisfy it. Callers pass
+// train = false: batch norm and dropout are in eval mode while an attack runs.
 type Model interface {
 	Forward(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor
 }
@@ -66,9 +68,10 @@ func (c Config) Validate() error {
 // l2Tiny keeps per-sample L2 normalisation finite when a gradient or perturbation is exactly zero.
 const l2Tiny = 1e-12
 
-// modelInput maps pixels in [0, 1] to the model's [-1, 1] space, plus the optional noise.
+// modelInput maps pixels in [0, 1] to the model's input space (data.ToModel), plus the optional
+// noise.
 func modelInput(s *torch.Scope, x *torch.Tensor, noise float64, gen *torch.Generator) *torch.Tensor {
-	in := s.SubScalar(s.MulScalar(x, 2), 1)
+	in := s.DivScalar(s.SubScalar(x, data.PixelMean), data.PixelStd)
 	if noise > 0 {
 		in = s.Add(in, s.MulScalar(s.RandnLike(gen, in), noise))
 	}

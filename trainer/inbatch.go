@@ -6,20 +6,31 @@ import (
 	"github.com/hdge-torch/hdge-torch/torch"
 )
 
-// simclrObjective is the in-batch variant of the paper's Appendix C: no queue; for sample b the
+func init() {
+	RegisterObjective(ObjectiveInfo{
+		Name:  "hdge-inbatch",
+		Usage: "HDGE with the other images of the batch as negatives (no queue; formerly hdge-simclr)",
+		New: func(env Env) (Objective, error) {
+			return &inBatchObjective{cfg: hdgeConfigOf(env.Config, env.Classes)}, nil
+		},
+	})
+}
+
+// inBatchObjective is the in-batch variant of the paper's Appendix C: no queue; for sample b the
 // other samples j of the batch are the negatives, scored at b's label, and they carry gradient.
 // With G[b,j] = p_j[y_b] the B×B contrast matrix is built without a B×B×C tensor:
 // official: L[b,j] = log(exp(on·G[b,j]) + Σ_{c≠y_b} exp(off·p_j[c]));  eq13: L[b,j] = Σ_c dist_b[c]·p_j[c].
 // The diagonal is l_pos, so the loss is CE(L/τ, target = b).
-type simclrObjective struct{ cfg ObjectiveConfig }
-
-func (o *simclrObjective) Name() string { return "hdge-simclr" }
-
-func (o *simclrObjective) Loss(s *torch.Scope, logits, y *torch.Tensor) (*torch.Tensor, []Term) {
-	return hybrid(s, o.cfg, logits, y, o.genLoss)
+type inBatchObjective struct {
+	stateless
+	cfg hdgeConfig
 }
 
-func (o *simclrObjective) genLoss(s *torch.Scope, logits, y *torch.Tensor) *torch.Tensor {
+func (o *inBatchObjective) Loss(st *Step) (*torch.Tensor, []Term) {
+	return hybrid(st, o.cfg.hybrid(), "gen", func() *torch.Tensor { return o.genLoss(st.S, st.Logits(), st.Y) })
+}
+
+func (o *inBatchObjective) genLoss(s *torch.Scope, logits, y *torch.Tensor) *torch.Tensor {
 	c := o.cfg
 	on, off := smoothWeights(c.LabelSmoothing, c.Classes)
 	p := logits
@@ -28,7 +39,7 @@ func (o *simclrObjective) genLoss(s *torch.Scope, logits, y *torch.Tensor) *torc
 	}
 	g := s.IndexSelect(s.Transpose(p, 0, 1), 0, y) // [b,j] = p[j, y_b]
 	var l *torch.Tensor
-	if c.Form == "eq13" {
+	if c.Contrast == "eq13" {
 		l = s.MulScalar(g, on)
 		if off != 0 {
 			rowSum := s.Reshape(s.Sum(p, []int{1}, false), 1, -1) // Σ_c p_j[c], broadcast over b
@@ -50,8 +61,3 @@ func (o *simclrObjective) genLoss(s *torch.Scope, logits, y *torch.Tensor) *torc
 	target := s.Arange(n, torch.Int64, logits.Device())
 	return s.CrossEntropy(s.DivScalar(l, c.Temperature), target, 0, torch.Mean)
 }
-
-func (o *simclrObjective) Update(*torch.Tensor) error                    { return nil }
-func (o *simclrObjective) Tensors(*torch.Scope) map[string]*torch.Tensor { return nil }
-func (o *simclrObjective) LoadTensors(map[string]*torch.Tensor) error    { return nil }
-func (o *simclrObjective) Close()                                        {}

@@ -15,7 +15,7 @@ const ScoreGradNorm = "gradnorm"
 // s(x) = −‖∇ₓ log q(x)‖₂ with log q(x) = logsumexp_y f(x)[y], the gradient taken in the model's
 // [-1, 1] input space. In-distribution inputs sit near modes of q, where the gradient is small, so
 // the sign is flipped to keep eval's convention that a higher score means more in-distribution.
-// The inputs are those trainer.Logits feeds with the same noise σ and seed, so the scores line up
+// The inputs are those model.Model.Logits feeds with the same noise σ and seed, so the scores line up
 // with the exported logits sample for sample.
 func GradNormScores(ctx context.Context, m Model, d *data.Dataset, noise float64, seed uint64, o Options) ([]float64, error) {
 	if err := checkDataset(d); err != nil {
