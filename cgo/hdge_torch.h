@@ -159,11 +159,16 @@ hdge_error *hdge_batch_norm(hdge_tensor x, hdge_tensor w, hdge_tensor b, hdge_te
                             int train, double momentum, double eps, int grad, hdge_tensor *out);
 /* Draws the mask from gen (required when train != 0 and p > 0: nothing falls back to the global generator). */
 hdge_error *hdge_dropout(hdge_tensor x, double p, int train, hdge_generator gen, int grad, hdge_tensor *out);
-hdge_error *hdge_avg_pool2d(hdge_tensor x, int64_t kernel, int64_t stride, int64_t padding, int grad,
-                            hdge_tensor *out);
+/* count_include_pad != 0 averages padded zeros in (PyTorch's default); 0 divides by the window's
+ * in-bounds size, as the FID Inception-v3's pooling branches do. */
+hdge_error *hdge_avg_pool2d(hdge_tensor x, int64_t kernel, int64_t stride, int64_t padding, int count_include_pad,
+                            int grad, hdge_tensor *out);
 hdge_error *hdge_max_pool2d(hdge_tensor x, int64_t kernel, int64_t stride, int64_t padding, int grad,
                             hdge_tensor *out);
 hdge_error *hdge_adaptive_avg_pool2d(hdge_tensor x, int64_t oh, int64_t ow, int grad, hdge_tensor *out);
+/* F.interpolate(x, size=(oh, ow), mode="bilinear", align_corners) on a 4-d tensor. */
+hdge_error *hdge_upsample_bilinear2d(hdge_tensor x, int64_t oh, int64_t ow, int align_corners, int grad,
+                                     hdge_tensor *out);
 /* lo/hi are ignored when has_lo/has_hi is 0 */
 hdge_error *hdge_clamp(hdge_tensor a, int has_lo, double lo, int has_hi, double hi, int grad, hdge_tensor *out);
 hdge_error *hdge_where(hdge_tensor cond, hdge_tensor a, hdge_tensor b, int grad, hdge_tensor *out);

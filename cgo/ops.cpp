@@ -286,12 +286,13 @@ hdge_error *hdge_dropout(hdge_tensor x, double p, int train, hdge_generator gen,
   HDGE_CATCH("dropout")
 }
 
-hdge_error *hdge_avg_pool2d(hdge_tensor x, int64_t kernel, int64_t stride, int64_t padding, int grad,
-                            hdge_tensor *out) {
+hdge_error *hdge_avg_pool2d(hdge_tensor x, int64_t kernel, int64_t stride, int64_t padding, int count_include_pad,
+                            int grad, hdge_tensor *out) {
   HDGE_TRY
   at::AutoGradMode g(grad != 0);
   if (stride <= 0) stride = kernel;  // PyTorch's stride=None
-  *out = wrap(at::avg_pool2d(T(x), {kernel, kernel}, {stride, stride}, {padding, padding}));
+  *out = wrap(at::avg_pool2d(T(x), {kernel, kernel}, {stride, stride}, {padding, padding}, false,
+                             count_include_pad != 0));
   HDGE_CATCH("avg_pool2d")
 }
 
@@ -309,6 +310,14 @@ hdge_error *hdge_adaptive_avg_pool2d(hdge_tensor x, int64_t oh, int64_t ow, int 
   at::AutoGradMode g(grad != 0);
   *out = wrap(at::adaptive_avg_pool2d(T(x), {oh, ow}));
   HDGE_CATCH("adaptive_avg_pool2d")
+}
+
+hdge_error *hdge_upsample_bilinear2d(hdge_tensor x, int64_t oh, int64_t ow, int align_corners, int grad,
+                                     hdge_tensor *out) {
+  HDGE_TRY
+  at::AutoGradMode g(grad != 0);
+  *out = wrap(at::upsample_bilinear2d(T(x), {oh, ow}, align_corners != 0));
+  HDGE_CATCH("upsample_bilinear2d")
 }
 
 hdge_error *hdge_clamp(hdge_tensor a, int has_lo, double lo, int has_hi, double hi, int grad, hdge_tensor *out) {

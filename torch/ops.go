@@ -309,6 +309,24 @@ func (s *Scope) Conv2dGrouped(x, w, b *Tensor, stride, padding, dilation, groups
 	return s.add(r)
 }
 
+// Conv2dPadded is Conv2d with separate vertical and horizontal padding, for 1×k and k×1 kernels.
+func (s *Scope) Conv2dPadded(x, w, b *Tensor, stride, padH, padW int) *Tensor {
+	if !s.ready2("Conv2d", x, w) || !s.optionalOK("Conv2d", b) {
+		return nil
+	}
+	w, b = s.castParam("Conv2d", w), s.castParam("Conv2d", b)
+	if s.err != nil {
+		return nil
+	}
+	r := &Tensor{}
+	if e := C.hdge_conv2d(x.h, w.h, handleOrNil(b), C.int64_t(stride), C.int64_t(stride), C.int64_t(padH),
+		C.int64_t(padW), 1, 1, s.computeDType(), s.grad(), &r.h); e != nil {
+		s.failC("Conv2d", e)
+		return nil
+	}
+	return s.add(r)
+}
+
 // Linear is x·wᵀ + b (b may be nil), in the scope's precision as Conv2d is.
 func (s *Scope) Linear(x, w, b *Tensor) *Tensor {
 	if !s.ready2("Linear", x, w) || !s.optionalOK("Linear", b) {
@@ -403,9 +421,12 @@ func (s *Scope) pool(op string, x *Tensor, kernel, stride, padding int) *Tensor 
 	}
 	r := &Tensor{}
 	var e *C.hdge_error
-	if op == "AvgPool2d" {
-		e = C.hdge_avg_pool2d(x.h, C.int64_t(kernel), C.int64_t(stride), C.int64_t(padding), s.grad(), &r.h)
-	} else {
+	switch op {
+	case "AvgPool2d":
+		e = C.hdge_avg_pool2d(x.h, C.int64_t(kernel), C.int64_t(stride), C.int64_t(padding), 1, s.grad(), &r.h)
+	case "AvgPool2dExcludePad":
+		e = C.hdge_avg_pool2d(x.h, C.int64_t(kernel), C.int64_t(stride), C.int64_t(padding), 0, s.grad(), &r.h)
+	default:
 		e = C.hdge_max_pool2d(x.h, C.int64_t(kernel), C.int64_t(stride), C.int64_t(padding), s.grad(), &r.h)
 	}
 	if e != nil {
@@ -421,6 +442,12 @@ func (s *Scope) AvgPool2d(x *Tensor, kernel, stride, padding int) *Tensor {
 	return s.pool("AvgPool2d", x, kernel, stride, padding)
 }
 
+// AvgPool2dExcludePad is AvgPool2d with count_include_pad=False: a window overlapping the border
+// is divided by its in-bounds size, so borders are not darkened by the zero padding.
+func (s *Scope) AvgPool2dExcludePad(x *Tensor, kernel, stride, padding int) *Tensor {
+	return s.pool("AvgPool2dExcludePad", x, kernel, stride, padding)
+}
+
 // MaxPool2d takes the maximum of square windows (stride <= 0 means stride = kernel).
 func (s *Scope) MaxPool2d(x *Tensor, kernel, stride, padding int) *Tensor {
 	return s.pool("MaxPool2d", x, kernel, stride, padding)
@@ -434,6 +461,20 @@ func (s *Scope) AdaptiveAvgPool2d(x *Tensor, oh, ow int) *Tensor {
 	r := &Tensor{}
 	if e := C.hdge_adaptive_avg_pool2d(x.h, C.int64_t(oh), C.int64_t(ow), s.grad(), &r.h); e != nil {
 		s.failC("AdaptiveAvgPool2d", e)
+		return nil
+	}
+	return s.add(r)
+}
+
+// InterpolateBilinear resizes a 4-d x to h×w as F.interpolate(x, size=(h, w), mode="bilinear",
+// align_corners=alignCorners).
+func (s *Scope) InterpolateBilinear(x *Tensor, h, w int, alignCorners bool) *Tensor {
+	if !s.ready1("InterpolateBilinear", x) {
+		return nil
+	}
+	r := &Tensor{}
+	if e := C.hdge_upsample_bilinear2d(x.h, C.int64_t(h), C.int64_t(w), cbool(alignCorners), s.grad(), &r.h); e != nil {
+		s.failC("InterpolateBilinear", e)
 		return nil
 	}
 	return s.add(r)

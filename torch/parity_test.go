@@ -165,6 +165,15 @@ var ops = map[string]opFunc{
 	"MaxPool2d": func(_ *testing.T, s *Scope, in []*Tensor, p params) []*Tensor {
 		return one(s.MaxPool2d(in[0], p.i("k"), p.i("s"), p.i("p")))
 	},
+	"AvgPool2dExcludePad": func(_ *testing.T, s *Scope, in []*Tensor, p params) []*Tensor {
+		return one(s.AvgPool2dExcludePad(in[0], p.i("k"), p.i("s"), p.i("p")))
+	},
+	"InterpolateBilinear": func(_ *testing.T, s *Scope, in []*Tensor, p params) []*Tensor {
+		return one(s.InterpolateBilinear(in[0], p.i("h"), p.i("w"), p.b("ac")))
+	},
+	"Conv2dPadded": func(_ *testing.T, s *Scope, in []*Tensor, p params) []*Tensor {
+		return one(s.Conv2dPadded(in[0], in[1], nil, p.i("stride"), p.i("ph"), p.i("pw")))
+	},
 	"AdaptiveAvgPool2d": func(_ *testing.T, s *Scope, in []*Tensor, p params) []*Tensor {
 		return one(s.AdaptiveAvgPool2d(in[0], p.i("oh"), p.i("ow")))
 	},

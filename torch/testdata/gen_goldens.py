@@ -274,6 +274,20 @@ optim = [
     trajectory("sgd", {"lr": 0.05, "momentum": 0.5, "dampening": 0.1, "wd": 0.0, "nesterov": False}),
 ]
 
+# Added after the trajectories so that the random inputs drawn above keep their values.
+xp = rn(2, 3, 7, 9)
+case("avg pool exclude pad", "AvgPool2dExcludePad",
+     lambda x, k, s, p: F.avg_pool2d(x, k, s, p, count_include_pad=False), [xp], {"k": 3, "s": 1, "p": 1})
+case("bilinear up", "InterpolateBilinear",
+     lambda x, h, w, ac: F.interpolate(x, size=(h, w), mode="bilinear", align_corners=ac), [xp],
+     {"h": 13, "w": 11, "ac": False})
+case("bilinear down aligned", "InterpolateBilinear",
+     lambda x, h, w, ac: F.interpolate(x, size=(h, w), mode="bilinear", align_corners=ac), [xp],
+     {"h": 4, "w": 5, "ac": True})
+case("conv2d 1x3 pad (0,1)", "Conv2dPadded",
+     lambda x, w, stride, ph, pw: F.conv2d(x, w, None, stride, (ph, pw)), [xp, rn(4, 3, 1, 3) * 0.3],
+     {"stride": 1, "ph": 0, "pw": 1})
+
 with open(OUT + ".tmp", "w") as f:
     json.dump({"torch": torch.__version__, "threads": 1, "cases": cases, "gradients": gradients, "optim": optim},
               f, separators=(",", ":"), allow_nan=False)
