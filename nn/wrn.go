@@ -20,8 +20,8 @@ type WRNConfig struct {
 	// Slope is the LeakyReLU negative slope (0.2 in JEM).
 	Slope float64
 	// ChannelsLast lays the convolution weights and the activations out NHWC in memory: the same
-	// values, shapes and state_dict, but oneDNN's convolutions skip their layout reorders (about
-	// 1.15× faster training steps on a CPU). Inputs may come in either layout.
+	// values, shapes and state_dict, but oneDNN's convolutions skip their layout reorders (README, "How it
+	// is built", has the speed-up). Inputs may come in either layout.
 	ChannelsLast bool
 }
 
