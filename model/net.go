@@ -103,6 +103,8 @@ type Model struct {
 	Store    *torch.Scope
 	Dev      torch.Device
 	Settings Settings
+	// Precision of Logits, FeaturesOf and Evaluate (fp32 unless set; logits always come out fp32).
+	Precision torch.Precision
 }
 
 // Close frees the parameters.

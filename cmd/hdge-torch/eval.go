@@ -27,7 +27,7 @@ func evalFlags() []cli.Flag {
 
 // modelFlags only mean something when a model is evaluated, not when an export is re-scored.
 var modelFlags = []string{"checkpoint", "data-dir", "test", "ood", "ood-limit", "pgd-norms", "pgd-linf-eps", "pgd-l2-eps",
-	"pgd-steps", "pgd-step-size", "pgd-restarts", "pgd-random-start", "pgd-limit", "batch-size", "threads", "device", "seed"}
+	"pgd-steps", "pgd-step-size", "pgd-restarts", "pgd-random-start", "pgd-limit", "batch-size", "threads", "device", "precision", "seed"}
 
 func evalCommand() *cli.Command {
 	return &cli.Command{

@@ -67,6 +67,8 @@ type Config struct {
 	Threads   int
 	Device    string // "" keeps the run's device
 	Seed      uint64 // test-time noise, Interp pairs, noise sets, PGD random starts
+	// Precision of the logits export ("" or fp32, auto, bf16); attacks always run in fp32.
+	Precision string
 
 	Log *zap.Logger
 	// Progress, when non-nil, receives progress bars (a terminal); otherwise progress is logged.

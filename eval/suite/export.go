@@ -82,6 +82,16 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 		return &InputError{Flag: "checkpoint", Err: err}
 	}
 	defer m.Close()
+	if cfg.Precision != "" {
+		prec, warning, err := torch.ResolvePrecision(cfg.Precision, cfg.Precision != "auto", m.Dev)
+		if err != nil {
+			return &InputError{Flag: "precision", Err: err}
+		}
+		if warning != "" {
+			log.Warn(warning)
+		}
+		m.Precision = prec
+	}
 	run := m.Run
 	e := &exporter{cfg: cfg, log: log, dir: dir, m: m, noise: run.Noise, batch: cfg.BatchSize}
 	if e.batch == 0 {

@@ -26,6 +26,7 @@ type Flags struct {
 	BatchSize          int
 	Threads            int
 	Device             string
+	Precision          string
 	Seed               uint64
 }
 
@@ -70,6 +71,8 @@ func Settings() settings.Table[Flags] {
 			func(f *Flags) *int { return &f.Threads }, settings.AtLeast(0)),
 		settings.String("device", "run", op, "", "cpu, cuda or cuda:N (default: the run's)",
 			func(f *Flags) *string { return &f.Device }),
+		settings.String("precision", "run", op, "fp32", "precision of the logits export: fp32, auto (bf16 where native), bf16; PGD and gradnorm always compute in fp32",
+			func(f *Flags) *string { return &f.Precision }, settings.OneOf("fp32", "auto", "bf16")),
 		settings.Uint64("seed", "run", op, 1, "seed for test-time noise, interp pairs, noise sets and PGD random starts",
 			func(f *Flags) *uint64 { return &f.Seed }),
 	}
@@ -91,7 +94,7 @@ func (f Flags) Config(given func(name string) bool) (Config, error) {
 		return Config{}, err
 	}
 	cfg := Config{DataDir: f.DataDir, Test: f.Test, OODLimit: f.OODLimit, BatchSize: f.BatchSize,
-		Threads: f.Threads, Device: f.Device, Seed: f.Seed}
+		Threads: f.Threads, Device: f.Device, Seed: f.Seed, Precision: f.Precision}
 	var err error
 	if cfg.Suites, err = ParseSuites(f.Suites); err != nil {
 		return cfg, err
