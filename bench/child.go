@@ -88,6 +88,7 @@ func trainerConfig(rc RunConfig) trainer.Config {
 	c.Crop, c.Flip, c.Noise = rc.Augment.Crop, flipFlag(rc.Augment.Flip), rc.Augment.Noise
 	c.Workers, c.Seed, c.Threads, c.Device = rc.Workers, rc.Seed, rc.Threads, rc.Device
 	c.Out, c.KeepLast, c.CkptEvery, c.LogEvery = rc.Dir, 1, 0, 1
+	c.Precision, c.TensorBoard = cmp.Or(rc.Precision, "fp32"), false
 	return c
 }
 
