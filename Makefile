@@ -92,9 +92,12 @@ run: deps
 # The specs give each run one libtorch thread; EXPERIMENT_JOBS runs that many at once (one per core).
 EXPERIMENT_JOBS ?= 2
 EXPERIMENT_FLAGS ?= --jobs $(EXPERIMENT_JOBS)
-.PHONY: experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-fashion-400 experiment-k-400
+.PHONY: experiment-bf16 experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-fashion-400 experiment-k-400
 experiment-fashion: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-grid.json
+# bf16 against fp32 at the CPU defaults: for a CPU with AMX or AVX512-BF16, or a GPU.
+experiment-bf16: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-bf16.json
 experiment-k: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k.json
 experiment-cifar10: build
