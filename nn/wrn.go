@@ -274,66 +274,9 @@ func (m *WideResNet) StateDict() []Param {
 	return ps
 }
 
-// Parameters returns the trainable tensors, in state_dict order.
-func (m *WideResNet) Parameters() []*torch.Tensor {
-	var ts []*torch.Tensor
-	for _, p := range m.StateDict() {
-		if !p.Buffer {
-			ts = append(ts, p.T)
-		}
-	}
-	return ts
-}
 
-// NumParams counts trainable scalars.
-func (m *WideResNet) NumParams() int64 {
-	var n int64
-	for _, t := range m.Parameters() {
-		n += t.Numel()
-	}
-	return n
-}
 
-// LoadStateDict copies named tensors into the model. Every model entry must be present with
-// the same shape; extra entries are an error too, since they mean another architecture.
-func (m *WideResNet) LoadStateDict(named map[string]*torch.Tensor) error {
-	s := torch.NewScope()
-	defer s.Close()
-	s.SetGradEnabled(false)
-	seen := 0
-	for _, p := range m.StateDict() {
-		src, ok := named[p.Name]
-		if !ok {
-			return fmt.Errorf("checkpoint lacks parameter %s (is it from another model? this one is wrn-%d-%d, norm %s, %d classes, %d input channels)",
-				p.Name, m.Cfg.Depth, m.Cfg.Width, m.Cfg.Norm, m.Cfg.Classes, m.Cfg.InChannels)
-		}
-		if err := checkShape(p.Name, p.T.Shape(), src.Shape()); err != nil {
-			return err
-		}
-		s.CopyInto(p.T, s.ToDType(src, p.T.DType()))
-		seen++
-	}
-	if err := s.Err(); err != nil {
-		return fmt.Errorf("loading state dict: %w", err)
-	}
-	if seen != len(named) {
-		for name := range named {
-			if !m.has(name) {
-				return fmt.Errorf("checkpoint has parameter %s that model wrn-%d-%d (norm %s) does not", name, m.Cfg.Depth, m.Cfg.Width, m.Cfg.Norm)
-			}
-		}
-	}
-	return nil
-}
 
-func (m *WideResNet) has(name string) bool {
-	for _, p := range m.StateDict() {
-		if p.Name == name {
-			return true
-		}
-	}
-	return false
-}
 
 // FLOPs estimates multiply-adds ×2 of one forward pass for a c×h×w input (convs and linear).
 func (m *WideResNet) FLOPs(h, w int) float64 {
@@ -358,4 +301,16 @@ func (m *WideResNet) FLOPs(h, w int) float64 {
 	sh := m.linear.W.Shape()
 	total += 2 * float64(sh[0]*sh[1])
 	return total
+}
+
+// Parameters returns the trainable tensors, in state_dict order.
+func (m *WideResNet) Parameters() []*torch.Tensor { return trainable(m.StateDict()) }
+
+// NumParams counts trainable scalars.
+func (m *WideResNet) NumParams() int64 { return countParams(m.Parameters()) }
+
+// LoadStateDict copies named tensors into the model; every entry must be present with the same
+// shape, and extra entries are an error.
+func (m *WideResNet) LoadStateDict(named map[string]*torch.Tensor) error {
+	return loadStateDict(m.StateDict(), named, m.Describe())
 }
