@@ -61,7 +61,7 @@ type runState struct {
 	log      *zap.Logger
 	dev      torch.Device
 	model    *model.Model
-	opt      optimizer
+	opt      Optimizer
 	obj      Objective
 	gens     map[string]*torch.Generator // every generator the run owns, by checkpoint name
 	step     int
@@ -74,8 +74,8 @@ type runState struct {
 	prec     torch.Precision
 }
 
-// optimizer is what the loop needs of torch's Adam and SGD.
-type optimizer interface {
+// Optimizer is what the loop needs of torch's Adam and SGD.
+type Optimizer interface {
 	Step() error
 	SetLR(lr float64)
 	LR() float64
@@ -87,7 +87,7 @@ type optimizer interface {
 
 // NewOptimizer is the optimizer cfg names over params: Adam with PyTorch's defaults besides the
 // learning rate and weight decay, or SGD with momentum.
-func NewOptimizer(cfg Config, params []*torch.Tensor) optimizer {
+func NewOptimizer(cfg Config, params []*torch.Tensor) Optimizer {
 	if cfg.Optimizer == "sgd" {
 		return torch.NewSGD(params, torch.SGDConfig{LR: cfg.LR, Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay})
 	}

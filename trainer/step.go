@@ -9,7 +9,7 @@ import (
 // StepInput is what one training step runs with, besides its batch.
 type StepInput struct {
 	Model  *model.Model
-	Opt    optimizer
+	Opt    Optimizer
 	Params []*torch.Tensor // what Opt updates: the model's and the objective's parameters
 	Obj    Objective
 	Gen    *torch.Generator // the objective's generator
