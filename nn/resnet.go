@@ -241,9 +241,6 @@ func (m *ResNet) StateDict() []Param {
 	return append(ps, m.fc.params("fc")...)
 }
 
-
-
-
 // FLOPs estimates multiply-adds ×2 of one forward pass for an h×w input (convs and fc).
 func (m *ResNet) FLOPs(h, w int) float64 {
 	var total float64

@@ -274,10 +274,6 @@ func (m *WideResNet) StateDict() []Param {
 	return ps
 }
 
-
-
-
-
 // FLOPs estimates multiply-adds ×2 of one forward pass for a c×h×w input (convs and linear).
 func (m *WideResNet) FLOPs(h, w int) float64 {
 	var total float64

@@ -70,7 +70,7 @@ func run(c *cli.Context) error {
 	res, err := bench.Run(ctx, bench.Options{
 		Quick: c.Bool("quick"), Out: c.String("out"), JSON: c.String("json"), Work: c.String("work"),
 		Only: c.StringSlice("only"), Reps: c.Int("reps"), Device: c.String("device"), Threads: c.Int("threads"), Workers: c.Int("workers"),
-		Precision: c.String("precision"),
+		Precision:  c.String("precision"),
 		SharedData: shared, FashionDir: c.String("fashion-dir"),
 		FashionModel: c.String("fashion-model"), CIFARModel: c.String("cifar-model"),
 		FashionNorm: c.String("fashion-norm"), CIFARNorm: c.String("cifar-norm"), Python: c.String("python"),
