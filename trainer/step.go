@@ -65,6 +65,15 @@ func TrainStep(in StepInput, b data.Batch) (map[string]float64, error) {
 		}
 		values["loss_"+t.Name] = v
 	}
+	if st.logits != nil {
+		// The mean L2 norm of the logits: HDGE's contrastive term sees only their direction, and in
+		// JEM's regime (no batch norm, Adam 1e-4) the norm can collapse while accuracy rises.
+		norm, err := s.Mean(s.Norm(s.Detach(st.logits), 2, []int{1}, false), nil, false).Item()
+		if err != nil {
+			return nil, err
+		}
+		values["logit_norm"] = norm
+	}
 	if !finite(values) {
 		return values, nil
 	}
