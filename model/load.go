@@ -22,11 +22,17 @@ type Run struct {
 	Seed         uint64  `json:"seed"`
 	Device       string  `json:"device"`
 	ChannelsLast bool    `json:"channels_last"`
+	// HDGE's contrast settings, which its pxsim score repeats (zero for other objectives).
+	Temperature    float64 `json:"temperature,omitempty"`
+	Contrast       string  `json:"contrast,omitempty"`
+	NormLogits     bool    `json:"norm_logits,omitempty"`
+	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
+	BNMomentum     float64 `json:"bn_momentum,omitempty"`
 }
 
 // Settings is the model half of the run.
 func (r Run) Settings() Settings {
-	return Settings{Model: r.Model, Norm: r.Norm, Dropout: r.Dropout, ChannelsLast: r.ChannelsLast, Device: r.Device}
+	return Settings{Model: r.Model, Norm: r.Norm, Dropout: r.Dropout, BNMomentum: r.BNMomentum, ChannelsLast: r.ChannelsLast, Device: r.Device}
 }
 
 // ReadRun reads the model half of a run directory's config.json.
