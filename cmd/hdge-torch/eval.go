@@ -41,7 +41,7 @@ func evalFlags() []cli.Flag {
 		&cli.IntFlag{Name: "ood-limit", Category: "data", Usage: "images per OOD set (0 = as many as the test set)"},
 
 		&cli.StringFlag{Name: "suites", Value: strings.Join(suite.AllSuites, ","), Category: "suites", Usage: "comma-separated suites to run: " + strings.Join(suite.AllSuites, ", ")},
-		&cli.StringFlag{Name: "scores", Value: strings.Join(suite.DefaultScores, ","), Category: "suites", Usage: "OOD scores: logqx (logsumexp of the logits), maxprob (max softmax), gradnorm (JEM's −‖∇ₓ log q(x)‖, needs the model)"},
+		&cli.StringFlag{Name: "scores", Value: strings.Join(suite.DefaultScores, ","), Category: "suites", Usage: "OOD scores: logqx (logsumexp of the logits), maxprob (max softmax), pxsim (HDGE's contrastive score against the checkpoint's queue, with the predicted class), gradnorm (JEM's −‖∇ₓ log q(x)‖, needs the model)"},
 
 		&cli.StringFlag{Name: "pgd-norms", Value: strings.Join(p.Norms, ","), Category: "robustness", Usage: "PGD threat models: linf, l2"},
 		&cli.StringFlag{Name: "pgd-linf-eps", Value: epsText(p.Eps["linf"]), Category: "robustness", Usage: "L∞ budgets in pixel space [0, 1]; fractions allowed"},

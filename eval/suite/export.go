@@ -21,6 +21,7 @@ import (
 
 	"github.com/hdge-torch/hdge-torch/attack"
 	"github.com/hdge-torch/hdge-torch/data"
+	"github.com/hdge-torch/hdge-torch/eval"
 	"github.com/hdge-torch/hdge-torch/eval/npy"
 	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 	"github.com/hdge-torch/hdge-torch/model"
@@ -118,6 +119,19 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	}
 
 	idx := &Index{Format: indexFormat, Model: run.Objective + " " + run.Model, Scores: cfg.scores()}
+	if slices.Contains(cfg.scores(), string(eval.ScorePXSim)) {
+		q, c, err := PXSimInputs(m)
+		if err != nil {
+			return err
+		}
+		if idx.Queue, err = e.file(QueueFile); err != nil {
+			return err
+		}
+		if err := npy.WriteFloat32(filepath.Join(dir, idx.Queue), q, m.Classes(), c.K); err != nil {
+			return err
+		}
+		idx.Contrast = &c
+	}
 	runDir := runDirOf(cfg.Checkpoint, m.Path)
 	idx.Title = "HDGE evaluation: " + filepath.Base(runDir)
 	testName := displayName(testSpec)
