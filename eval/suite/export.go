@@ -101,6 +101,12 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	if testSpec == "" {
 		testSpec = run.Dataset
 	}
+	for _, s := range m.Inferred {
+		log.Warn("released checkpoint: setting inferred", zap.String("setting", s))
+	}
+	if testSpec == "" {
+		return inputErr("test", "checkpoint %s does not say which dataset it was trained on (a released checkpoint): name the in-distribution test set, e.g. --test cifar10", m.Path)
+	}
 	test, err := src.Load(testSpec, data.Test)
 	if err != nil {
 		return inputErr("test", "%v", err)
@@ -120,7 +126,7 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 
 	idx := &Index{Format: indexFormat, Model: run.Objective + " " + run.Model, Scores: cfg.scores()}
 	if slices.Contains(cfg.scores(), string(eval.ScorePXSim)) {
-		q, c, err := PXSimInputs(m)
+		q, c, err := PXSimInputs(m, "scores")
 		if err != nil {
 			return err
 		}
