@@ -29,11 +29,11 @@ func (c Contrast) Config() eval.ContrastConfig {
 
 // PXSimInputs returns what HDGE's contrastive score needs of a loaded checkpoint: the queue
 // (C×K, row-major) and the contrast settings of its run. A checkpoint without a queue (a CE
-// model, say) is an *InputError naming --scores and the file.
-func PXSimInputs(m *model.Loaded) ([]float32, Contrast, error) {
+// model, say) is an *InputError naming flag (the one that asked for pxsim) and the file.
+func PXSimInputs(m *model.Loaded, flag string) ([]float32, Contrast, error) {
 	q, ok := m.Objective[QueueKey]
 	if !ok {
-		return nil, Contrast{}, inputErr("scores", "%s needs HDGE's queue of past logits, but checkpoint %s (objective %q) holds none: use %s or %s",
+		return nil, Contrast{}, inputErr(flag, "%s needs HDGE's queue of past logits, but checkpoint %s (objective %q) holds none: use %s or %s",
 			eval.ScorePXSim, m.Path, m.Run.Objective, eval.ScoreLogQX, eval.ScoreMaxProb)
 	}
 	if q.Dim() != 2 || int(q.Size(0)) != m.Classes() {
