@@ -49,7 +49,7 @@ type Config struct {
 	DataDir   string // searched first for the run's dataset (default: the run's data directory)
 	// Dataset names the model's training data where the checkpoint does not (a released file):
 	// it gives the input shape and the class names.
-	Dataset string
+	Dataset   string
 	Format    string // csv (default) or jsonl
 	Out       io.Writer
 	BatchSize int
@@ -429,4 +429,3 @@ func (w *writer) flush() error {
 	w.csv.Flush()
 	return w.csv.Error()
 }
-
