@@ -77,7 +77,7 @@ func TestScoreExport(t *testing.T) {
 	}
 	cfg := trainer.Defaults()
 	cfg.Dataset, cfg.Model, cfg.ValSize, cfg.BatchSize, cfg.QueueSize, cfg.Noise = ds, "wrn-10-1", 50, 32, 128, 0
-	cfg.Steps, cfg.Threads, cfg.Workers, cfg.LogEvery, cfg.Warmup = 30, 2, 1, 5, 10
+	cfg.Steps, cfg.Threads, cfg.Workers, cfg.LogEvery, cfg.Warmup = 12, 2, 1, 4, 4
 	cfg.Out = filepath.Join(tmp, "run")
 	if _, err := trainer.Train(context.Background(), cfg, trainer.Options{}); err != nil {
 		t.Fatal(err)
