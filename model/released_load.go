@@ -1,8 +1,11 @@
 package model
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"regexp"
 	"strconv"
 
@@ -15,6 +18,7 @@ import (
 // Assumptions for a released checkpoint, which records no settings: the released code's
 // contrast settings, and no test-time noise (its eval_wrn.py adds none).
 const (
+	releasedSide        = 32 // the released code's image side (its trunk pools 8×8)
 	releasedTemperature = 0.1
 	releasedContrast    = "official"
 )
@@ -127,7 +131,9 @@ type Exported struct {
 	Model      string
 	Keys       int  // entries of its model_state_dict
 	Queue      bool // queue_logit and queue_ptr included
-	Buffer     bool // replay_buffer included
+	// Buffer is true when the run's own replay buffer was written; otherwise replay_buffer is
+	// JEM's fresh start (FreshBufferSize uniform images), which eval_wrn_ebm.py needs to load.
+	Buffer bool
 }
 
 // ExportReleased writes the checkpoint that path names (a run directory's best.pt, else its
@@ -183,7 +189,17 @@ func ExportReleased(path, out string) (*Exported, error) {
 	if err != nil {
 		return nil, err
 	}
-	ck, err := released.ToReleased(sd, obj["queue"], obj["queue_ptr"], obj["replay_buffer"], released.JEMOptions)
+	buf, fresh := obj["replay_buffer"], false
+	if buf == nil {
+		// JEM's eval_wrn_ebm.py reads ckpt["replay_buffer"] on load; a run without one gets the
+		// buffer JEM starts from, uniform noise in [-1, 1].
+		w, ok := sd["conv1.weight"]
+		if !ok || len(w.Shape) != 4 {
+			return nil, fmt.Errorf("%s: model_state_dict has no 4-D conv1.weight", p)
+		}
+		buf, fresh = freshBuffer(w.Shape[1]), true
+	}
+	ck, err := released.ToReleased(sd, obj["queue"], obj["queue_ptr"], buf, released.JEMOptions)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
@@ -194,5 +210,20 @@ func ExportReleased(path, out string) (*Exported, error) {
 	if v, ok := ck.Get(released.ModelStateDict); ok {
 		keys = len(v.(*ptfile.OrderedDict).Keys)
 	}
-	return &Exported{Checkpoint: p, Model: run.Model, Keys: keys, Queue: obj["queue"] != nil, Buffer: obj["replay_buffer"] != nil}, nil
+	return &Exported{Checkpoint: p, Model: run.Model, Keys: keys, Queue: obj["queue"] != nil, Buffer: !fresh}, nil
+}
+
+// FreshBufferSize is the number of images in the replay buffer ExportReleased writes for a run
+// that has none, at the released code's 32×32.
+const FreshBufferSize = 100
+
+// freshBuffer is JEM's initial replay buffer (init_random: uniform in [-1, 1]), from a fixed seed.
+func freshBuffer(channels int64) *ptfile.Tensor {
+	n := FreshBufferSize * channels * releasedSide * releasedSide
+	r := rand.New(rand.NewPCG(1, 2))
+	b := make([]byte, 4*n)
+	for i := range n {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(float32(2*r.Float64()-1)))
+	}
+	return &ptfile.Tensor{DType: "float32", Shape: []int64{FreshBufferSize, channels, releasedSide, releasedSide}, Data: b}
 }

@@ -15,7 +15,8 @@ func exportCommand() *cli.Command {
 		Usage: "write a checkpoint in another program's layout: --format released for the HDGE/JEM authors' code",
 		Description: `--format released writes {"model_state_dict": F's state dict, "replay_buffer": ...} as the
 authors' eval_wrn.py (HDGE) and eval_wrn_ebm.py (JEM) load it: the trunk as f.*, the head as
-class_output.*, HDGE's queue as queue_logit/queue_ptr, JEM's replay buffer when the run has one.
+class_output.*, HDGE's queue as queue_logit/queue_ptr, JEM's replay buffer (a run without one gets
+the buffer JEM starts from, uniform noise, since eval_wrn_ebm.py reads it on load).
 eval --checkpoint and score --checkpoint read such a file back.
 
 Example: hdge-torch export --checkpoint runs/cifar10-hdge --format released --out hdge-wrn.pt`,
@@ -48,6 +49,8 @@ Example: hdge-torch export --checkpoint runs/cifar10-hdge --format released --ou
 			}
 			if ex.Buffer {
 				extra += ", replay buffer"
+			} else {
+				extra += fmt.Sprintf(", no replay buffer in the run: JEM's fresh one (%d uniform images in [-1, 1]) for eval_wrn_ebm.py", model.FreshBufferSize)
 			}
 			fmt.Printf("%s (%s, %d state dict entries%s) -> %s\n", ex.Checkpoint, ex.Model, ex.Keys, extra, c.String("out"))
 			return nil

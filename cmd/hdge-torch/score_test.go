@@ -253,13 +253,15 @@ func TestScoreExport(t *testing.T) {
 		}
 		rel := filepath.Join(tmp, "released.pt")
 		res := runCLI(t, bin, nil, "export", "--checkpoint", cfg.Out, "--format", "released", "--out", rel)
-		if res.code != 0 || !strings.Contains(res.stdout, "queue") {
+		if res.code != 0 || !strings.Contains(res.stdout, "queue, no replay buffer in the run: JEM's fresh one") {
 			t.Fatalf("export: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 		}
 		pyLogits, resaved := filepath.Join(tmp, "py_logits.npy"), filepath.Join(tmp, "resaved.pt")
 		py := exec.Command(refPython, "testdata/released_roundtrip.py", rel, imgs, pyLogits, resaved, "10", "1", "batch", "1", "10", "128")
 		if out, err := py.CombinedOutput(); err != nil {
 			t.Fatalf("the released model definition refuses the export: %v\n%s", err, out)
+		} else {
+			t.Logf("PyTorch: %s", strings.TrimSpace(string(out)))
 		}
 		a, err := npy.Read(pyLogits)
 		if err != nil {

@@ -30,6 +30,8 @@ def main(exported, images, logits_out, resaved, *args):
     model = released_model.F(depth, width, channels, norm, classes, queue, 10)
     ckpt = torch.load(exported)
     model.load_state_dict(ckpt["model_state_dict"], strict=True)  # as eval_wrn.py / eval_wrn_ebm.py do
+    buffer = ckpt["replay_buffer"]  # eval_wrn_ebm.py reads it on load
+    assert buffer.dim() == 4 and buffer.shape[1] == channels and -1 <= buffer.min() <= buffer.max() <= 1, buffer.shape
     x = torch.from_numpy(np.load(images)).float()
     if x.dim() == 3:
         x = x.unsqueeze(1)
@@ -42,7 +44,7 @@ def main(exported, images, logits_out, resaved, *args):
     if queue > 0:
         assert model.queue_logit.shape == (classes, queue), model.queue_logit.shape
     torch.save({"model_state_dict": model.state_dict(), "replay_buffer": torch.rand(4, channels, x.shape[-2], x.shape[-1]) * 2 - 1}, resaved)
-    print(f"loaded strictly: {len(ckpt['model_state_dict'])} keys, queue {tuple(model.queue_logit.shape) if queue else None}")
+    print(f"loaded strictly: {len(ckpt['model_state_dict'])} keys, queue {tuple(model.queue_logit.shape) if queue else None}, replay buffer {tuple(buffer.shape)}")
 
 
 if __name__ == "__main__":
