@@ -240,6 +240,12 @@ func TestScoreExport(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(e, "logits", "queue.npy")); err != nil {
 			t.Error(err)
 		}
+		cmp := filepath.Join(tmp, "compare-pxsim")
+		if res := runCLI(t, bin, nil, "compare", e, "--out", cmp); res.code != 0 {
+			t.Errorf("compare of an evaluation with pxsim: exit %d\n%s", res.code, res.stderr)
+		} else if page, _ := os.ReadFile(filepath.Join(cmp, "compare.html")); !bytes.Contains(page, []byte("pxsim")) {
+			t.Errorf("the compare page does not show pxsim")
+		}
 		res = runCLI(t, bin, nil, "eval", "--checkpoint", ce.Out, "--out", filepath.Join(tmp, "eval-ce"), "--suites", "ood", "--ood", "uniform",
 			"--scores", "pxsim", "--no-progress")
 		if res.code != 2 || !strings.Contains(res.stderr, "--scores: pxsim needs HDGE's queue") || !strings.Contains(res.stderr, ce.Out) {

@@ -24,7 +24,7 @@ const indexFormat = "hdge-torch-logits/1"
 //
 //	test.npy, test_labels.npy           in-distribution logits (N×C float32) and labels (N int64)
 //	<set>.npy [, <set>_labels.npy]      each OOD set; labels only for sets that have them
-//	<set>_gradnorm.npy                  per-sample extra scores (float64), when computed
+//	<set>_gradnorm.npy, <set>_pxsim.npy per-sample extra scores (float64), when computed
 //	pgd_labels.npy, pgd_clean.npy       the attacked images' labels and clean logits (no noise)
 //	pgd_<norm>_eps<ε>_steps<k>.npy      logits deciding each attack (see attack.Result)
 //	training.jsonl                      a copy of the run's metrics.jsonl, when it had one
