@@ -28,8 +28,8 @@ type Config struct {
 	Norm    string  `json:"norm"`
 	Dropout float64 `json:"dropout"`
 	// BNMomentum is PyTorch's BatchNorm2d momentum (the released code's 0.9 lets the running
-	// statistics follow the last batch); 0, in configs written before it existed, means 0.1.
-	BNMomentum float64 `json:"bn_momentum,omitempty"`
+	// statistics follow the last batch).
+	BNMomentum float64 `json:"bn_momentum"`
 
 	Objective      string  `json:"objective"`
 	Alpha          float64 `json:"alpha"`
@@ -334,6 +334,9 @@ func (c *Config) fillOlder() {
 	}
 	if c.Precision == "" {
 		c.Precision = "fp32" // configs without the field were trained in fp32
+	}
+	if c.BNMomentum == 0 {
+		c.BNMomentum = 0.1 // configs without the field were trained with PyTorch's default
 	}
 	if canon, ok := deprecatedObjectives[c.Objective]; ok {
 		c.Objective = canon
