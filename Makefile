@@ -86,7 +86,7 @@ run: deps
 	bin/hdge-torch eval --checkpoint $(RUN_DIR) --out $(RUN_DIR)/eval $(RUN_EVAL_FLAGS)
 	@echo "report: $(RUN_DIR)/eval/report.html (numbers in $(RUN_DIR)/eval/metrics.json)"
 
-# Experiments of the README's Results (hours on a CPU; the specs are experiments/*.json). Finished
+# Experiments of RESULTS.md (hours on a CPU; the specs are experiments/*.json). Finished
 # runs are skipped, so after an interruption the same target continues. EXPERIMENT_FLAGS passes
 # e.g. --only ce or --seeds 1; `bin/hdge-torch experiment aggregate SPEC` re-makes the tables alone.
 # The specs give each run one libtorch thread; EXPERIMENT_JOBS runs that many at once (one per core).
@@ -124,7 +124,7 @@ bench-quick: $(SHIM)
 	$(GO) build -o bin/hdgebench ./bench/cmd/hdgebench
 	bin/hdgebench --quick --out bench/out/quick.md --json bench/out/quick.json --work bench/out/quick $(BENCH_FLAGS)
 
-# Refresh README.md's generated blocks (experiment and benchmark tables) from the files that
+# Refresh the generated blocks of README.md and RESULTS.md (experiment and benchmark tables) from the files that
 # `hdge-torch experiment` and `make bench` wrote.
 .PHONY: readme
 readme:

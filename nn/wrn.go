@@ -23,6 +23,8 @@ type WRNConfig struct {
 	// values, shapes and state_dict, but oneDNN's convolutions skip their layout reorders (README, "How it
 	// is built", has the speed-up). Inputs may come in either layout.
 	ChannelsLast bool
+	// BNMomentum is the batch norms' momentum (PyTorch's convention); 0 means PyTorch's 0.1.
+	BNMomentum float64
 }
 
 var wrnName = regexp.MustCompile(`^wrn-(\d+)-(\d+)$`)
@@ -114,8 +116,8 @@ func NewWideResNet(init Init, cfg WRNConfig) (*WideResNet, error) {
 			}
 			b := &block{}
 			if cfg.Norm == "batch" {
-				b.bn1 = NewBatchNorm2d(init, inPlanes)
-				b.bn2 = NewBatchNorm2d(init, planes)
+				b.bn1 = cfg.batchNorm(init, inPlanes)
+				b.bn2 = cfg.batchNorm(init, planes)
 			}
 			b.conv1 = NewConv2d(init, inPlanes, planes, 3, 1, 1, true)
 			b.conv2 = NewConv2d(init, planes, planes, 3, stride, 1, true)
@@ -127,7 +129,7 @@ func NewWideResNet(init Init, cfg WRNConfig) (*WideResNet, error) {
 		}
 	}
 	if cfg.Norm == "batch" {
-		m.bn1 = NewBatchNorm2d(init, stages[3])
+		m.bn1 = cfg.batchNorm(init, stages[3])
 	}
 	m.linear = NewLinear(init, stages[3], cfg.Classes, true)
 	if err := init.Store.Err(); err != nil {
@@ -309,4 +311,12 @@ func (m *WideResNet) NumParams() int64 { return countParams(m.Parameters()) }
 // shape, and extra entries are an error.
 func (m *WideResNet) LoadStateDict(named map[string]*torch.Tensor) error {
 	return loadStateDict(m.StateDict(), named, m.Describe())
+}
+
+func (c WRNConfig) batchNorm(init Init, n int) *BatchNorm2d {
+	b := NewBatchNorm2d(init, n)
+	if c.BNMomentum > 0 {
+		b.Momentum = c.BNMomentum
+	}
+	return b
 }

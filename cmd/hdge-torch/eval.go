@@ -16,7 +16,7 @@ import (
 // evalFlags are the declared evaluation settings (suite.Settings) and the command's own.
 func evalFlags() []cli.Flag {
 	own := []cli.Flag{
-		&cli.StringFlag{Name: "checkpoint", Category: "input", Usage: "run directory (its best.pt, else newest checkpoint) or checkpoint file to evaluate"},
+		&cli.StringFlag{Name: "checkpoint", Category: "input", Usage: "run directory (its best.pt, else newest checkpoint) or checkpoint file to evaluate; a file in the HDGE/JEM authors' released layout is read too (give --test)"},
 		&cli.StringFlag{Name: "logits", Category: "input", Usage: "re-score the logits folder of an earlier evaluation (OUT/logits) without the model"},
 		&cli.StringFlag{Name: "out", Category: "input", Usage: "output directory for metrics.json, report.html, PNGs and logits/ (default: RUN/eval)"},
 	}

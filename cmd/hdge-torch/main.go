@@ -29,6 +29,8 @@ func main() {
 			evalCommand(),
 			experimentCommand(),
 			compareCommand(),
+			scoreCommand(),
+			exportCommand(),
 			dataCommand(),
 			versionCommand(),
 		},

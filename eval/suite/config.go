@@ -31,7 +31,7 @@ var AllSuites = []string{Classify, OOD, Calibration, Robustness}
 const ScoreGradNorm = attack.ScoreGradNorm
 
 // AllScores lists the OOD scores; gradnorm needs the model, so it is exported with the logits.
-var AllScores = []string{string(eval.ScoreLogQX), string(eval.ScoreMaxProb), ScoreGradNorm}
+var AllScores = []string{string(eval.ScoreLogQX), string(eval.ScoreMaxProb), string(eval.ScorePXSim), ScoreGradNorm}
 
 // DefaultScores are the two scores of the paper's Table 1.
 var DefaultScores = []string{string(eval.ScoreLogQX), string(eval.ScoreMaxProb)}

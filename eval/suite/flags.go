@@ -47,7 +47,7 @@ func Settings() settings.Table[Flags] {
 			func(f *Flags) *int { return &f.OODLimit }, settings.AtLeast(0)),
 		settings.String("suites", "suites", op, strings.Join(AllSuites, ","), "comma-separated suites to run: "+strings.Join(AllSuites, ", "),
 			func(f *Flags) *string { return &f.Suites }),
-		settings.String("scores", "suites", op, strings.Join(DefaultScores, ","), "OOD scores: logqx (logsumexp of the logits), maxprob (max softmax), gradnorm (JEM's −‖∇ₓ log q(x)‖, needs the model)",
+		settings.String("scores", "suites", op, strings.Join(DefaultScores, ","), "OOD scores: logqx (logsumexp of the logits), maxprob (max softmax), pxsim (HDGE's contrastive score against the checkpoint's queue, with the predicted class), gradnorm (JEM's −‖∇ₓ log q(x)‖, needs the model)",
 			func(f *Flags) *string { return &f.Scores }),
 		settings.String("pgd-norms", "robustness", op, strings.Join(p.Norms, ","), "PGD threat models: linf, l2",
 			func(f *Flags) *string { return &f.PGDNorms }),
