@@ -9,6 +9,13 @@ The model is reference.py's WideResNet of JEM (wrn-10-2, no normalisation) on ra
 batches of 64 with 10 classes; the replay buffer has 10000 chains U(-1, 1), 5 % reinitialised per
 draw; SGLD is 20 steps of size 1 with noise 0.01, the model in eval mode while sampling; Adam lr
 1e-3. It prints one JSON object: the median milliseconds per training step.
+
+Measured on the 2-core AMD EPYC build machine, shared with other work (load average 4-7), two
+threads each side, channels-last on both, run in alternation with
+`HDGE_BENCH_THREADS=2 go test ./trainer -run '^$' -bench 'JEMStepAlone/channels-last=true' -benchtime 3x`:
+Python 33.4 s and 18.7 s per step against Go 12.4 s and 11.9 s, Go/Python speed 2.7x and 1.6x
+(target: at least 1.10x). The spread is the machine's load; rerun on a quiet machine before
+quoting a single figure.
 """
 import argparse
 import json
