@@ -109,6 +109,15 @@ experiment-k-400: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k-400.json
 experiment-tau: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-tau.json
+# CE, HDGE, JEM and HDGE+JEM (about 3-4 hours), then class-conditional samples of each JEM and
+# HDGE+JEM run, scored in the features of the CE run of the same seed (samples/metrics.json).
+JEM_OUT := experiments/out/fashion-jem
+.PHONY: experiment-jem
+experiment-jem: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-jem.json
+	for r in jem hdge-jem; do for s in 1 2; do d=$(JEM_OUT)/$$r/seed-$$s; [ -d $$d ] || continue; \
+	  bin/hdge-torch sample --checkpoint $$d --out $$d/samples --class all --n 100 --steps 100 --threads 2 \
+	    --feature-checkpoint $(JEM_OUT)/ce/seed-$$s || exit 1; done; done
 
 # hdge-torch against the PyTorch reference of the released HDGE code, on the same libtorch, side by
 # side (bench/README.md): about 15 minutes on 2 cores. Writes bench/results.md and bench/results.json;

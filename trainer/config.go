@@ -35,6 +35,8 @@ type Config struct {
 	Alpha          float64 `json:"alpha"`
 	LabelSmoothing float64 `json:"label_smoothing"`
 	HDGESettings
+	JEMSettings
+	DivergenceSettings
 
 	Optimizer   string  `json:"optimizer"`
 	LR          float64 `json:"lr"`

@@ -72,6 +72,7 @@ type runState struct {
 	tb       *tbevent.Writer // nil with --tensorboard=false
 	shape    [3]int
 	prec     torch.Precision
+	div      divergenceState
 }
 
 // Optimizer is what the loop needs of torch's Adam and SGD.
@@ -228,7 +229,7 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 		zap.Int("val", cfg.ValSize), zap.String("model", cfg.Model), zap.Int64("params", m.NumParams()),
 		zap.String("objective", cfg.Objective), zap.String("device", m.Dev.String()), zap.String("precision", prec.String()))
 
-	sum, err := st.loop(ctx, train, val)
+	sum, err := st.trainWithRestarts(func() (*Summary, error) { return st.loop(ctx, train, val) })
 	if err != nil {
 		return sum, err
 	}
@@ -450,7 +451,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 			waited += wait
 			winWait += wait
 		}
-		lr := cfg.lrAt(st.step, b.Epoch, total)
+		lr := cfg.lrAt(st.step, b.Epoch, total) * st.div.scale()
 		st.opt.SetLR(lr)
 		values, err := TrainStep(StepInput{Model: st.model, Opt: st.opt, Params: params, Obj: st.obj, Gen: st.gens["objective"],
 			Shape: st.shape, Index: st.step, Precision: st.prec}, b)
@@ -458,16 +459,8 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		if err != nil {
 			return sum, fmt.Errorf("step %d: %w", st.step, err)
 		}
-		if !finite(values) {
-			last := st.lastCkpt
-			if last == "" {
-				last = "none (no checkpoint was written before the failure)"
-			}
-			if err := st.writeMetrics(map[string]any{"step": st.step, "epoch": b.Epoch, "error": "non-finite loss"}); err != nil {
-				st.log.Error("recording the failure", zap.Error(err))
-			}
-			return sum, fmt.Errorf("step %d: loss is not finite (%s); the run stopped without saving this state. Last good checkpoint: %s. Try a lower --lr",
-				st.step, formatTerms(values), last)
+		if reason := cfg.divergence(values); reason != "" {
+			return sum, st.diverged(b.Epoch, values, reason)
 		}
 		st.step++
 		st.pos = data.Position{Epoch: b.Epoch, Batch: b.Index + 1}

@@ -186,7 +186,7 @@ func TestConfigValidationNamesTheFlag(t *testing.T) {
 		mut  func(*Config)
 		flag string
 	}{
-		{func(c *Config) { c.Objective = "jem" }, "--objective"},
+		{func(c *Config) { c.Objective = "vae" }, "--objective"},
 		{func(c *Config) { c.Contrast = "paper" }, "--contrast"},
 		{func(c *Config) { c.Alpha = 1.5 }, "--alpha"},
 		{func(c *Config) { c.QueueSize = 0 }, "--queue-size"},

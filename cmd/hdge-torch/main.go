@@ -27,6 +27,7 @@ func main() {
 		Commands: []*cli.Command{
 			trainCommand(),
 			evalCommand(),
+			sampleCommand(),
 			experimentCommand(),
 			compareCommand(),
 			scoreCommand(),
