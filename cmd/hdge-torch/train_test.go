@@ -33,7 +33,7 @@ func TestTrainFlagErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--objective", "jem"}, 2, "--objective"},
+		{[]string{"--objective", "vae"}, 2, "--objective"},
 		{[]string{"--contrast", "paper"}, 2, "--contrast"},
 		{[]string{"--model", "resnet-18"}, 2, "--model"},
 		{[]string{"--lr", "-1"}, 2, "--lr"},
