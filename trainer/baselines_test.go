@@ -138,7 +138,9 @@ func TestBaselineLossesMatchNN(t *testing.T) {
 			// By hand: encoder over both views at once, the head as SupContrast's MLP, then nn's loss.
 			r := torch.NewScope()
 			defer r.Close()
-			h := f.obj.(interface{ State(*torch.Scope) map[string]*torch.Tensor }).State(r)
+			h := f.obj.(interface {
+				State(*torch.Scope) map[string]*torch.Tensor
+			}).State(r)
 			feat := f.m.Features(r, r.Cat(f.views, 0), true)
 			z := r.Linear(r.ReLU(r.Linear(feat, h["head.0.weight"], h["head.0.bias"])), h["head.2.weight"], h["head.2.bias"])
 			z = r.Normalize(z, 2, 1, 1e-12)
