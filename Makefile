@@ -92,7 +92,7 @@ run: deps
 # The specs give each run one libtorch thread; EXPERIMENT_JOBS runs that many at once (one per core).
 EXPERIMENT_JOBS ?= 2
 EXPERIMENT_FLAGS ?= --jobs $(EXPERIMENT_JOBS)
-.PHONY: experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-fashion-400 experiment-k-400
+.PHONY: experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-fashion-400 experiment-k-400 experiment-baselines-fashion experiment-baselines-cifar10
 experiment-fashion: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-grid.json
 experiment-k: build
@@ -106,6 +106,12 @@ experiment-k-400: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k-400.json
 experiment-tau: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-tau.json
+# The paper's baselines (Tables 1 and 2, Figure 4): SupCon + linear, SimCLR + linear, JointLoss, PGD
+# adversarial training, beside CE and HDGE. Two-stage runs wait for their stage 1.
+experiment-baselines-fashion: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-baselines.json
+experiment-baselines-cifar10: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10-baselines.json
 
 # hdge-torch against the PyTorch reference of the released HDGE code, on the same libtorch, side by
 # side (bench/README.md): about 15 minutes on 2 cores. Writes bench/results.md and bench/results.json;
