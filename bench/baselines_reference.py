@@ -84,12 +84,14 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--model", default="wrn-10-2")
+    ap.add_argument("--nchw", action="store_true", help="row-major layout instead of channels-last")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     model = build_model({"model": args.model, "norm": "batch"}, 10, 1, torch.device("cpu"))
-    model = model.to(memory_format=torch.channels_last)  # hdge-torch's default layout
+    layout = torch.contiguous_format if args.nchw else torch.channels_last  # hdge-torch's default: channels-last
+    model = model.to(memory_format=layout)
     model.train()
     params = list(model.parameters())
     head = None
@@ -99,7 +101,7 @@ def main():
         params += list(head.parameters())
     opt = torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999))
     b = args.batch
-    views = [torch.randn(b, 1, 28, 28).clamp(-1, 1).contiguous(memory_format=torch.channels_last) for _ in range(2)]
+    views = [torch.randn(b, 1, 28, 28).clamp(-1, 1).contiguous(memory_format=layout) for _ in range(2)]
     y = torch.randint(0, 10, (b,))
 
     def step():
