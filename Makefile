@@ -92,7 +92,7 @@ run: deps
 # The specs give each run one libtorch thread; EXPERIMENT_JOBS runs that many at once (one per core).
 EXPERIMENT_JOBS ?= 2
 EXPERIMENT_FLAGS ?= --jobs $(EXPERIMENT_JOBS)
-.PHONY: experiment-bf16 experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-fashion-400 experiment-k-400
+.PHONY: experiment-bf16 experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-fashion-400 experiment-k-400 experiment-baselines-fashion experiment-baselines-cifar10
 experiment-fashion: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-grid.json
 # bf16 against fp32 at the CPU defaults: for a CPU with AMX or AVX512-BF16, or a GPU.
@@ -118,6 +118,12 @@ experiment-jem: build
 	for r in jem hdge-jem; do for s in 1 2; do d=$(JEM_OUT)/$$r/seed-$$s; [ -d $$d ] || continue; \
 	  bin/hdge-torch sample --checkpoint $$d --out $$d/samples --class all --n 100 --steps 100 --threads 2 \
 	    --feature-checkpoint $(JEM_OUT)/ce/seed-$$s || exit 1; done; done
+# The paper's baselines (Tables 1 and 2, Figure 4): SupCon + linear, SimCLR + linear, JointLoss, PGD
+# adversarial training, beside CE and HDGE. Two-stage runs wait for their stage 1.
+experiment-baselines-fashion: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-baselines.json
+experiment-baselines-cifar10: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10-baselines.json
 
 # hdge-torch against the PyTorch reference of the released HDGE code, on the same libtorch, side by
 # side (bench/README.md): about 15 minutes on 2 cores. Writes bench/results.md and bench/results.json;

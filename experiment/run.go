@@ -48,6 +48,8 @@ type Unit struct {
 	Seed uint64
 	Dir  string
 	cfg  trainer.Config
+	// needs is the folder of the unit this one is initialised from (--init {run:NAME}), "" if none.
+	needs string
 }
 
 // Units lists what a sitting covers, seed by seed, so that an early stop leaves every run with
@@ -63,6 +65,15 @@ func (s *Spec) Units(only []string, seeds []uint64) ([]Unit, error) {
 			return nil, fmt.Errorf("--seeds: %d is not among the spec's seeds %v; add it to the spec's \"seeds\" so the results record it", seed, s.Seeds)
 		}
 	}
+	if only != nil {
+		// A chained run needs its stage 1: select it too (it is skipped if already complete).
+		only = slices.Clone(only)
+		for i := len(s.Runs) - 1; i >= 0; i-- {
+			if dep := s.dependency(s.Runs[i]); dep != "" && slices.Contains(only, s.Runs[i].Name) && !slices.Contains(only, dep) {
+				only = append(only, dep)
+			}
+		}
+	}
 	var out []Unit
 	for _, seed := range s.Seeds {
 		if seeds != nil && !slices.Contains(seeds, seed) {
@@ -76,7 +87,11 @@ func (s *Spec) Units(only []string, seeds []uint64) ([]Unit, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, Unit{Run: r.Name, Seed: seed, Dir: cfg.Out, cfg: cfg})
+			u := Unit{Run: r.Name, Seed: seed, Dir: cfg.Out, cfg: cfg}
+			if dep := s.dependency(r); dep != "" {
+				u.needs = s.RunDir(dep, seed)
+			}
+			out = append(out, u)
 		}
 	}
 	return out, nil
@@ -207,7 +222,11 @@ func Run(ctx context.Context, s *Spec, opts Options) (*Results, error) {
 		interrupted, fatal error
 		wg                 sync.WaitGroup
 		slots              = make(chan struct{}, jobs)
+		finished           = map[string]chan struct{}{} // by unit folder: closed when the unit is over
 	)
+	for _, u := range units {
+		finished[u.Dir] = make(chan struct{})
+	}
 	for i, u := range units {
 		slots <- struct{}{}
 		if uctx.Err() != nil { // interrupted, or a fatal error called stop
@@ -217,6 +236,16 @@ func Run(ctx context.Context, s *Spec, opts Options) (*Results, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
+			defer close(finished[u.Dir])
+			if ch, ok := finished[u.needs]; ok {
+				// Stage 2 waits for its stage 1, which was handed a slot earlier (units are in spec
+				// order), so waiting here cannot starve it.
+				select {
+				case <-ch:
+				case <-uctx.Done():
+					return
+				}
+			}
 			ulog := log.With(zap.String("run", u.Run), zap.Uint64("seed", u.Seed))
 			ulog.Info("unit", zap.Int("index", i+1), zap.Int("of", len(units)), zap.String("dir", u.Dir))
 			err := r.do(uctx, u, ulog)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hdge-torch/hdge-torch/eval/suite"
@@ -221,6 +222,13 @@ func (s *Spec) check() error {
 				return fmt.Errorf("%s: set: %q is set by the runner for each run (%s)", where, k, why)
 			}
 		}
+		if dep := s.dependency(r); dep != "" {
+			// Only an earlier run: a sitting trains runs in spec order, so stage 1 is there first,
+			// and a chain can never loop.
+			if !slices.ContainsFunc(s.Runs[:i], func(o RunSpec) bool { return o.Name == dep }) {
+				return fmt.Errorf(`%s: set: "init": {run:%s} must name a run listed before this one`, where, dep)
+			}
+		}
 		cfg, err := s.config(r, s.Seeds[0])
 		if err != nil {
 			return fmt.Errorf("%s: set: %w", where, err)
@@ -287,7 +295,34 @@ func (s *Spec) config(r RunSpec, seed uint64) (trainer.Config, error) {
 	}
 	cfg.Seed = seed
 	cfg.Out = s.RunDir(r.Name, seed)
+	if dep := initRun(cfg.Init); dep != "" {
+		cfg.Init = s.RunDir(dep, seed)
+	}
+	cfg.Init = strings.ReplaceAll(cfg.Init, "{seed}", strconv.FormatUint(seed, 10))
 	return cfg, nil
+}
+
+// initPlaceholder is an "init" value naming another run of the same spec: "{run:NAME}" is that
+// run's folder for the same seed, so stage 2 of a chained baseline (a linear probe, JointLoss
+// fine-tuning) starts from its own seed's stage 1. The runner trains NAME first.
+var initPlaceholder = regexp.MustCompile(`^\{run:([a-z0-9][a-z0-9_.-]*)\}$`)
+
+// initRun is the run an init value names with "{run:NAME}", or "".
+func initRun(init string) string {
+	if m := initPlaceholder.FindStringSubmatch(init); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// dependency is the run a run's --init names with "{run:NAME}", or "".
+func (s *Spec) dependency(r RunSpec) string {
+	v, ok := r.Set["init"]
+	if !ok {
+		v = s.Base["init"]
+	}
+	str, _ := v.(string)
+	return initRun(str)
 }
 
 // evalSettings is the parsed "eval" object: a suite.Config without the model or output folder.

@@ -68,6 +68,31 @@ var Families = []Family{{
 			Dropout: set.Dropout, BNMomentum: set.BNMomentum, ChannelsLast: set.ChannelsLast,
 		})
 	},
+}, {
+	Name:    "resnet-18|resnet-50",
+	Example: "resnet-18",
+	Match:   func(m string) bool { return strings.HasPrefix(strings.ToLower(m), "resnet") },
+	Check: func(set Settings) error {
+		if _, err := nn.ParseResNet(set.Model); err != nil {
+			return err
+		}
+		// torchvision's ResNets have batch norm in every block and no dropout: a setting that
+		// says otherwise would be recorded but not obeyed.
+		if set.Norm != "batch" {
+			return fmt.Errorf("%s always has batch norm: --norm %s is not possible (use --norm batch)", set.Model, set.Norm)
+		}
+		if set.Dropout != 0 {
+			return fmt.Errorf("%s has no dropout: --dropout %g is not possible (use 0)", set.Model, set.Dropout)
+		}
+		return nil
+	},
+	Build: func(init nn.Init, set Settings, channels, classes int) (Net, error) {
+		depth, err := nn.ParseResNet(set.Model)
+		if err != nil {
+			return nil, err
+		}
+		return nn.NewResNet(init, nn.ResNetConfig{Depth: depth, Classes: classes, InChannels: channels, ChannelsLast: set.ChannelsLast})
+	},
 }}
 
 func family(name string) (*Family, error) {

@@ -223,9 +223,34 @@ func (m *ResNet) features(s *torch.Scope, x *torch.Tensor, train bool) *torch.Te
 // running averages updated). Only the logits stay in s.
 func (m *ResNet) Forward(s *torch.Scope, x *torch.Tensor, train bool) *torch.Tensor {
 	c := s.Child()
-	logits := m.fc.Forward(c, m.features(c, x, train))
+	logits := float32Out(c, m.fc.Forward(c, m.features(c, x, train)))
 	s.Merge(c, logits)
 	return logits
+}
+
+// Head applies the classifier (fc) to features from Features.
+func (m *ResNet) Head(s *torch.Scope, features *torch.Tensor) *torch.Tensor {
+	return m.fc.Forward(s, features)
+}
+
+// HeadParameters are the classifier's trainable tensors (what a linear probe trains).
+func (m *ResNet) HeadParameters() []*torch.Tensor { return []*torch.Tensor{m.fc.W, m.fc.B} }
+
+// Classes is the number of logits.
+func (m *ResNet) Classes() int { return m.Cfg.Classes }
+
+// InChannels is the number of input channels.
+func (m *ResNet) InChannels() int { return m.Cfg.InChannels }
+
+// FeatureDim is the width of Features' output: 512 for ResNet-18, 2048 for ResNet-50.
+func (m *ResNet) FeatureDim() int { return int(m.fc.W.Shape()[1]) }
+
+// SetDropoutGenerator does nothing: torchvision's ResNets have no dropout.
+func (m *ResNet) SetDropoutGenerator(*torch.Generator) {}
+
+// Describe names the architecture in error messages.
+func (m *ResNet) Describe() string {
+	return fmt.Sprintf("%s, %d classes, %d input channels", m.name(), m.Cfg.Classes, m.Cfg.InChannels)
 }
 
 // StateDict lists parameters and buffers in torchvision's state_dict order and naming.

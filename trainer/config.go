@@ -30,6 +30,10 @@ type Config struct {
 	// BNMomentum is PyTorch's BatchNorm2d momentum (the released code's 0.9 lets the running
 	// statistics follow the last batch).
 	BNMomentum float64 `json:"bn_momentum"`
+	// Init is the run or checkpoint file whose model weights the run starts from ("" for a fresh
+	// initialisation); FreezeFeatures then trains only the classifier head (a linear probe).
+	Init           string `json:"init,omitempty"`
+	FreezeFeatures bool   `json:"freeze_features,omitempty"`
 
 	Objective      string  `json:"objective"`
 	Alpha          float64 `json:"alpha"`
@@ -37,6 +41,8 @@ type Config struct {
 	HDGESettings
 	JEMSettings
 	DivergenceSettings
+	ContrastiveSettings
+	AdvSettings
 
 	Optimizer   string  `json:"optimizer"`
 	LR          float64 `json:"lr"`
@@ -105,7 +111,7 @@ var baseSettings = []setting{
 	settings.Int("workers", groupData, operational, 2, "goroutines preparing batches",
 		func(c *Config) *int { return &c.Workers }, settings.AtLeast(1)),
 
-	settings.String("model", groupModel, learnt, "wrn-10-2", "WideResNet as wrn-DEPTH-WIDTH (the paper: wrn-28-10)",
+	settings.String("model", groupModel, learnt, "wrn-10-2", "WideResNet as wrn-DEPTH-WIDTH (the paper: wrn-28-10), or resnet-18 / resnet-50 (CIFAR stem, batch norm)",
 		func(c *Config) *string { return &c.Model }),
 	settings.String("norm", groupModel, learnt, "batch", "normalisation in the blocks: none (JEM/HDGE) or batch",
 		func(c *Config) *string { return &c.Norm }, settings.OneOf("none", "batch")),
@@ -118,6 +124,10 @@ var baseSettings = []setting{
 			}
 			return nil
 		}),
+	settings.String("init", groupModel, learnt, "", "start from the model weights of this run directory (its newest checkpoint) or checkpoint file, e.g. a supcon or simclr stage 1; the architecture and class count must match",
+		func(c *Config) *string { return &c.Init }),
+	settings.Bool("freeze-features", groupModel, learnt, false, "train only the classifier head, the encoder from --init held in eval mode with no gradient (the linear probe); needs --init",
+		func(c *Config) *bool { return &c.FreezeFeatures }),
 
 	objectiveSetting(),
 	settings.Float("alpha", groupObj, learnt, 0.5, "weight of log q(y|x); 1-alpha weighs the objective's other term (1 = plain CE, 0 = log q(x|y) only)",
@@ -222,6 +232,9 @@ func (c *Config) Validate() error {
 	if err := model.Check(c.modelSettings()); err != nil {
 		return fmt.Errorf("--model: %w", err)
 	}
+	if c.FreezeFeatures && c.Init == "" {
+		return fmt.Errorf("--freeze-features needs --init: a linear probe trains a head on features learnt elsewhere, and a frozen random encoder learns nothing")
+	}
 	if c.Epochs < 1 && c.Steps < 1 {
 		return fmt.Errorf("--epochs or --steps must be at least 1")
 	}
@@ -312,6 +325,10 @@ func ReadConfig(runDir string) (Config, error) {
 // ParseConfig reads a configuration as config.json and checkpoints hold it.
 func ParseConfig(b []byte) (Config, error) {
 	var c Config
+	// Configs written before the baselines' sections existed were trained without them: they
+	// read as the defaults, so such a run compares equal to a spec that does not set them.
+	d := Defaults()
+	c.ContrastiveSettings, c.AdvSettings = d.ContrastiveSettings, d.AdvSettings
 	if err := json.Unmarshal(b, &c); err != nil {
 		return c, err
 	}

@@ -61,6 +61,7 @@ type runState struct {
 	log      *zap.Logger
 	dev      torch.Device
 	model    *model.Model
+	stepNet  *model.Model // what steps train: model, or its frozen-encoder view with --freeze-features
 	opt      Optimizer
 	obj      Objective
 	gens     map[string]*torch.Generator // every generator the run owns, by checkpoint name
@@ -203,20 +204,27 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	}
 	defer closeGenerators(gens)
 	m.SetDropoutGenerator(gens["dropout"])
-	st := &runState{cfg: cfg, opts: opts, log: log, dev: m.Dev, model: m, metrics: mf, gens: gens,
+	st := &runState{cfg: cfg, opts: opts, log: log, dev: m.Dev, model: m, stepNet: trainedModel(cfg, m), metrics: mf, gens: gens,
 		shape: [3]int{full.C, full.H, full.W}, prec: prec}
+	if cfg.Init != "" && resumeFrom == "" {
+		from, err := loadInit(m, cfg.Init)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("initialised", zap.String("init", cfg.Init), zap.String("checkpoint", from), zap.Bool("freeze_features", cfg.FreezeFeatures))
+	}
 	if cfg.TensorBoard {
 		if st.tb, err = tbevent.NewWriter(filepath.Join(cfg.Out, "tensorboard")); err != nil {
 			return nil, fmt.Errorf("--tensorboard: %w", err)
 		}
 		defer st.tb.Close()
 	}
-	st.obj, err = NewObjective(Env{Config: cfg, Classes: classes, Shape: st.shape, Model: m, Gen: gens["objective"], Dev: m.Dev})
+	st.obj, err = NewObjective(Env{Config: cfg, Classes: classes, Shape: st.shape, Model: st.stepNet, Gen: gens["objective"], Dev: m.Dev})
 	if err != nil {
 		return nil, err
 	}
 	defer st.obj.Close()
-	st.opt = NewOptimizer(cfg, append(m.Parameters(), st.obj.Parameters()...))
+	st.opt = NewOptimizer(cfg, append(st.stepNet.Parameters(), st.obj.Parameters()...))
 	defer st.opt.Close()
 	if resumeFrom != "" {
 		if err := st.restore(resumeFrom); err != nil {
@@ -399,6 +407,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	loader := data.NewLoader(train, data.LoaderConfig{
 		BatchSize: cfg.BatchSize, Workers: cfg.Workers, Prefetch: 4, Shuffle: true, DropLast: true, Seed: cfg.Seed,
 		Augment: data.Augment{Crop: cfg.crop(train.H), Flip: cfg.flip(), Noise: cfg.Noise},
+		Views:   viewsOf(cfg), ViewAugment: viewAugments(cfg),
 	})
 	if err := loader.Err(); err != nil {
 		return nil, err
@@ -429,7 +438,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	startStep := st.step
 	var waited, winWait time.Duration
 	winStart, winImgs := time.Now(), 0
-	params := append(st.model.Parameters(), st.obj.Parameters()...)
+	params := append(st.stepNet.Parameters(), st.obj.Parameters()...)
 	var lastVal float64
 	for st.step < total {
 		if ctx.Err() != nil {
@@ -453,7 +462,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		}
 		lr := cfg.lrAt(st.step, b.Epoch, total) * st.div.scale()
 		st.opt.SetLR(lr)
-		values, err := TrainStep(StepInput{Model: st.model, Opt: st.opt, Params: params, Obj: st.obj, Gen: st.gens["objective"],
+		values, err := TrainStep(StepInput{Model: st.stepNet, Opt: st.opt, Params: params, Obj: st.obj, Gen: st.gens["objective"],
 			Shape: st.shape, Index: st.step, Precision: st.prec}, b)
 		loader.Recycle(b)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hdge-torch/hdge-torch/data"
 	"github.com/hdge-torch/hdge-torch/internal/settings"
 	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
@@ -32,6 +33,15 @@ type Step struct {
 	Gather func(s *torch.Scope, t *torch.Tensor) *torch.Tensor
 
 	logits *torch.Tensor
+	err    error
+}
+
+// Fail records an error the step's loss cannot be computed past (an input the objective's maths
+// refuses); TrainStep returns it instead of taking the step.
+func (st *Step) Fail(err error) {
+	if st.err == nil {
+		st.err = err
+	}
 }
 
 // X is the first view.
@@ -87,6 +97,9 @@ type ObjectiveInfo struct {
 	Usage string // one line for --objective's help
 	// Views is how many augmented views of each image the objective needs (0 means 1).
 	Views int
+	// Augment, when set, is the augmentation of every view (contrastive objectives' crops and
+	// colour jitter) in place of the run's --crop/--flip/--noise one.
+	Augment func(c Config) data.Augment
 	// Check refuses settings the objective cannot work with, naming the flag (may be nil).
 	Check func(c *Config) error
 	New   func(env Env) (Objective, error)
@@ -166,6 +179,19 @@ func viewsOf(c Config) int {
 		return 1
 	}
 	return info.Views
+}
+
+// viewAugments is the per-view augmentation of the run's objective, nil for the run's own.
+func viewAugments(c Config) []data.Augment {
+	info, err := lookupObjective(c.Objective)
+	if err != nil || info.Augment == nil {
+		return nil
+	}
+	augs := make([]data.Augment, viewsOf(c))
+	for i := range augs {
+		augs[i] = info.Augment(c)
+	}
+	return augs
 }
 
 // stateless is embedded by objectives without parameters or state.

@@ -14,22 +14,18 @@ func TestSetOptionCoversConfig(t *testing.T) {
 	typ := reflect.TypeOf(Config{})
 	covered := map[string]string{}
 	for _, name := range OptionNames() {
-		c := Defaults()
-		// Try each kind of value in turn; exactly one kind is accepted by a field.
+		var c Config
+		// Try each kind of value in turn, until one is accepted and changes the default (a bool
+		// is tried as the opposite of its default, a number as 7 and 9).
 		var err error
-		for _, v := range []any{"zz", !reflect.ValueOf(c).FieldByName("NormLogits").Bool(), json.Number("7"), []any{3.0, 5.0}} {
-			if name == "norm-logits" {
-				v = !c.NormLogits
-			}
-			// A boolean option is tried with the opposite of its default (--sgld-cond is off).
-			if cur, ok := Settings().Get(&c, name); ok {
-				if on, isBool := cur.(bool); isBool {
-					if _, tryBool := v.(bool); tryBool {
-						v = !on
-					}
+		for _, v := range []any{"zz", true, json.Number("7"), json.Number("9"), []any{3.0, 5.0}} {
+			c = Defaults()
+			if def, ok := Settings().Get(&c, name); ok {
+				if b, isBool := def.(bool); isBool {
+					v = !b
 				}
 			}
-			if err = SetOption(&c, name, v); err == nil {
+			if err = SetOption(&c, name, v); err == nil && !reflect.DeepEqual(c, Defaults()) {
 				break
 			}
 		}

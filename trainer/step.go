@@ -49,6 +49,9 @@ func TrainStep(in StepInput, b data.Batch) (map[string]float64, error) {
 	}
 	st := &Step{S: s, Views: views, Y: y, Model: in.Model, Gen: in.Gen, Index: in.Index, Gather: in.Gather}
 	loss, terms := in.Obj.Loss(st)
+	if st.err != nil {
+		return nil, st.err
+	}
 	if err := s.Err(); err != nil {
 		return nil, err
 	}

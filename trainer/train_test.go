@@ -191,7 +191,7 @@ func TestConfigValidationNamesTheFlag(t *testing.T) {
 		{func(c *Config) { c.Alpha = 1.5 }, "--alpha"},
 		{func(c *Config) { c.QueueSize = 0 }, "--queue-size"},
 		{func(c *Config) { c.Temperature = 0 }, "--temperature"},
-		{func(c *Config) { c.Model = "resnet-18" }, "--model"},
+		{func(c *Config) { c.Model = "resnet-34" }, "--model"},
 		{func(c *Config) { c.Model = "wrn-12-2" }, "--model"},
 		{func(c *Config) { c.Norm = "layer" }, "--norm"},
 		{func(c *Config) { c.Optimizer = "rmsprop" }, "--optimizer"},

@@ -35,7 +35,7 @@ func TestTrainFlagErrors(t *testing.T) {
 	}{
 		{[]string{"--objective", "vae"}, 2, "--objective"},
 		{[]string{"--contrast", "paper"}, 2, "--contrast"},
-		{[]string{"--model", "resnet-18"}, 2, "--model"},
+		{[]string{"--model", "resnet-34"}, 2, "--model"},
 		{[]string{"--lr", "-1"}, 2, "--lr"},
 		{[]string{"--alpha", "2"}, 2, "--alpha"},
 		{[]string{"--decay-epochs", "1,x"}, 2, "--decay-epochs"},
