@@ -52,9 +52,9 @@ func trainCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "train",
 		Usage: "train a classifier (HDGE by default) and save checkpoints to a run directory",
-		Description: `Trains a WideResNet or ResNet with an objective (HDGE by default; ce, hdge-inbatch, jem,
-hdge-jem, supcon, simclr, jointloss, adv) and writes a run directory with config.json, metrics.jsonl,
-train.log, tensorboard/ and checkpoints/ (step-N.pt, best.pt; torch.load reads them).
+		Description: `Trains a WideResNet or ResNet with an objective (HDGE by default; ` + strings.Join(trainer.ObjectiveNames(), ", ") + `)
+and writes a run directory with config.json, metrics.jsonl, train.log, tensorboard/ and checkpoints/
+(step-N.pt, best.pt; torch.load reads them).
 Ctrl-C saves a checkpoint and exits; --resume RUN continues exactly where it stopped.
 
 Example: hdge-torch train --dataset fashion-mnist --objective hdge --epochs 2`,
