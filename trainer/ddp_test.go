@@ -190,4 +190,3 @@ func TestDataParallelMatchesOneProcess(t *testing.T) {
 		})
 	}
 }
-
