@@ -32,14 +32,15 @@ type parallel struct {
 	g       Group
 	params  []*torch.Tensor // the optimised tensors, whose gradients are averaged
 	buffers []*torch.Tensor // batch-norm statistics, rank 0's broadcast each step
+	dev     torch.Device    // where the model lives: NCCL reduces only CUDA tensors
 	err     error           // the first failure of Gather, which cannot return one
 }
 
-func newParallel(g Group, params, buffers []*torch.Tensor) *parallel {
+func newParallel(g Group, dev torch.Device, params, buffers []*torch.Tensor) *parallel {
 	if g == nil || g.WorldSize() <= 1 {
 		return nil
 	}
-	return &parallel{g: g, params: params, buffers: buffers}
+	return &parallel{g: g, dev: dev, params: params, buffers: buffers}
 }
 
 func (p *parallel) rank() int {
@@ -148,7 +149,7 @@ func (p *parallel) anyStop(local bool) (bool, error) {
 	if local {
 		v = 1
 	}
-	flag := s.Full([]int64{1}, v, torch.Float32, torch.CPU)
+	flag := s.Full([]int64{1}, v, torch.Float32, p.dev)
 	if err := s.Err(); err != nil {
 		return false, err
 	}

@@ -232,7 +232,7 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	defer st.obj.Close()
 	st.opt = NewOptimizer(cfg, append(m.Parameters(), st.obj.Parameters()...))
 	defer st.opt.Close()
-	st.par = newParallel(opts.Group, append(m.Parameters(), st.obj.Parameters()...), buffersOf(m))
+	st.par = newParallel(opts.Group, m.Dev, append(m.Parameters(), st.obj.Parameters()...), buffersOf(m))
 	if resumeFrom != "" {
 		if err := st.restore(resumeFrom); err != nil {
 			return nil, err

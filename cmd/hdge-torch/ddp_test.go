@@ -78,6 +78,15 @@ func TestTrainDataParallel(t *testing.T) {
 			t.Errorf("both ranks should stop at the same step and rank 0 save:\n%s", stderr.String())
 		}
 		loadable(t, run)
+		// Resuming needs the same number of processes; with it, the run goes on.
+		res := runCLI(t, bin, nil, "train", "--resume", run, "--steps", "12", "--skip-test")
+		if res.code == 0 || !strings.Contains(res.stderr, "global batch 16") || !strings.Contains(res.stderr, "global batch 8") {
+			t.Errorf("resuming a 2-process run in one: exit %d, want an error naming both global batches\n%s", res.code, res.stderr)
+		}
+		res = runCLI(t, bin, nil, "train", "--resume", run, "--steps", "12", "--skip-test", "--nproc-per-node", "2")
+		if res.code != 0 || !(strings.Contains(res.stdout, "12 steps") || strings.Contains(res.stdout, "already complete")) {
+			t.Errorf("resuming with 2 processes: exit %d\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)
+		}
 	})
 
 	t.Run("kill-9", func(t *testing.T) {
