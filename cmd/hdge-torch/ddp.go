@@ -80,7 +80,11 @@ func startDataParallel(c *cli.Context) (w *ddpWorker, launched bool, err error) 
 		backend = dist.NCCL
 	}
 	g, err := dist.New(dist.Config{MasterAddr: env.MasterAddr, MasterPort: env.MasterPort, Rank: env.Rank,
-		WorldSize: env.WorldSize, Backend: backend, CUDADevice: env.LocalRank, ConnectTimeout: c.Duration("dist-timeout")})
+		WorldSize: env.WorldSize, Backend: backend, CUDADevice: env.LocalRank, ConnectTimeout: c.Duration("dist-timeout"),
+		// The other ranks wait in their next collective while rank 0 validates and saves: a
+		// collective may take that long. A dead or frozen rank is still found by the heartbeat,
+		// within dist's DeadAfter (30 s).
+		OpTimeout: 30 * time.Minute})
 	if err != nil {
 		return nil, false, cli.Exit(fmt.Sprintf("rank %d of %d: joining the process group at MASTER_ADDR=%s MASTER_PORT=%d: %v",
 			env.Rank, env.WorldSize, env.MasterAddr, env.MasterPort, err), 1)
