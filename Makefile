@@ -86,15 +86,18 @@ run: deps
 	bin/hdge-torch eval --checkpoint $(RUN_DIR) --out $(RUN_DIR)/eval $(RUN_EVAL_FLAGS)
 	@echo "report: $(RUN_DIR)/eval/report.html (numbers in $(RUN_DIR)/eval/metrics.json)"
 
-# Experiments of the README's Results (hours on a CPU; the specs are experiments/*.json). Finished
+# Experiments of RESULTS.md (hours on a CPU; the specs are experiments/*.json). Finished
 # runs are skipped, so after an interruption the same target continues. EXPERIMENT_FLAGS passes
 # e.g. --only ce or --seeds 1; `bin/hdge-torch experiment aggregate SPEC` re-makes the tables alone.
 # The specs give each run one libtorch thread; EXPERIMENT_JOBS runs that many at once (one per core).
 EXPERIMENT_JOBS ?= 2
 EXPERIMENT_FLAGS ?= --jobs $(EXPERIMENT_JOBS)
-.PHONY: experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-fashion-400 experiment-k-400
+.PHONY: experiment-bf16 experiment-fashion experiment-k experiment-cifar10 experiment-tau experiment-fashion-400 experiment-k-400
 experiment-fashion: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-grid.json
+# bf16 against fp32 at the CPU defaults: for a CPU with AMX or AVX512-BF16, or a GPU.
+experiment-bf16: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-bf16.json
 experiment-k: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k.json
 experiment-cifar10: build
@@ -106,6 +109,15 @@ experiment-k-400: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k-400.json
 experiment-tau: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-tau.json
+# CE, HDGE, JEM and HDGE+JEM (about 3-4 hours), then class-conditional samples of each JEM and
+# HDGE+JEM run, scored in the features of the CE run of the same seed (samples/metrics.json).
+JEM_OUT := experiments/out/fashion-jem
+.PHONY: experiment-jem
+experiment-jem: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-jem.json
+	for r in jem hdge-jem; do for s in 1 2; do d=$(JEM_OUT)/$$r/seed-$$s; [ -d $$d ] || continue; \
+	  bin/hdge-torch sample --checkpoint $$d --out $$d/samples --class all --n 100 --steps 100 --threads 2 \
+	    --feature-checkpoint $(JEM_OUT)/ce/seed-$$s || exit 1; done; done
 
 # hdge-torch against the PyTorch reference of the released HDGE code, on the same libtorch, side by
 # side (bench/README.md): about 15 minutes on 2 cores. Writes bench/results.md and bench/results.json;
@@ -121,7 +133,7 @@ bench-quick: $(SHIM)
 	$(GO) build -o bin/hdgebench ./bench/cmd/hdgebench
 	bin/hdgebench --quick --out bench/out/quick.md --json bench/out/quick.json --work bench/out/quick $(BENCH_FLAGS)
 
-# Refresh README.md's generated blocks (experiment and benchmark tables) from the files that
+# Refresh the generated blocks of README.md and RESULTS.md (experiment and benchmark tables) from the files that
 # `hdge-torch experiment` and `make bench` wrote.
 .PHONY: readme
 readme:

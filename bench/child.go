@@ -90,6 +90,7 @@ func trainerConfig(rc RunConfig) trainer.Config {
 	c.Crop, c.Flip, c.Noise = rc.Augment.Crop, flipFlag(rc.Augment.Flip), rc.Augment.Noise
 	c.Workers, c.Seed, c.Threads, c.Device = rc.Workers, rc.Seed, rc.Threads, rc.Device
 	c.Out, c.KeepLast, c.CkptEvery, c.LogEvery = rc.Dir, 1, 0, 1
+	c.Precision, c.TensorBoard = cmp.Or(rc.Precision, "fp32"), false
 	return c
 }
 
@@ -140,7 +141,7 @@ func goTrain(rc RunConfig) (*RunResult, error) {
 // for measurements that alternate objectives within one process.
 type stepper struct {
 	model  *model.Model
-	opt    *torch.Adam
+	opt    trainer.Optimizer
 	params []*torch.Tensor
 	batch  data.Batch
 	shape  [3]int
@@ -157,7 +158,7 @@ func newStepper(rc RunConfig) (*stepper, error) {
 		return nil, err
 	}
 	st := &stepper{model: m, params: m.Parameters(), cfg: cfg, shape: [3]int{rc.Shape[0], rc.Shape[1], rc.Shape[2]}}
-	st.opt = torch.NewAdam(st.params, torch.DefaultAdamConfig(rc.LR))
+	st.opt = trainer.NewOptimizer(cfg, st.params)
 	r := rand.New(rand.NewPCG(rc.Seed, 7))
 	n := rc.Batch * rc.Shape[0] * rc.Shape[1] * rc.Shape[2]
 	st.batch.X = make([]float32, n)

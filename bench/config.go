@@ -73,6 +73,8 @@ type RunConfig struct {
 	Temperature  float64 `json:"temperature"`
 	LR           float64 `json:"lr"`
 	ReleasedLoop bool    `json:"released_loop,omitempty"`
+	// Precision is fp32 or bf16 (hdge-torch's --precision; the reference's torch.autocast).
+	Precision string `json:"precision,omitempty"`
 
 	WarmupSteps   int `json:"warmup_steps,omitempty"`
 	Steps         int `json:"steps,omitempty"`

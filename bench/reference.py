@@ -313,12 +313,22 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+PRECISION = "fp32"  # set from the config: "bf16" runs the forward passes under torch.autocast
+
+
+def forward(model, x):
+    if PRECISION == "bf16":
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return model(x).float()
+    return model(x)
+
+
 def train_step(model, optim, objective, x, y, released_loop):
     """One step as train_wrn.py orders it: losses, their values, zero_grad, backward, step.
     released_loop adds the released loop's second forward pass (f.classify for the CE term and
     f.joint for the contrastive one)."""
-    logits = model(x)
-    logits_joint = model(x) if released_loop and objective.queue is not None else None
+    logits = forward(model, x)
+    logits_joint = forward(model, x) if released_loop and objective.queue is not None else None
     loss, terms = objective(logits, y, logits_joint)
     values = {"loss": loss.item()}
     for k, v in terms.items():
@@ -549,6 +559,8 @@ def main():
     if mode not in MODES:
         sys.exit(f"--config: unknown mode {mode!r} (want one of {', '.join(MODES)})")
     torch.set_num_threads(int(cfg.get("threads", 1)))
+    global PRECISION
+    PRECISION = cfg.get("precision") or "fp32"
     device = torch.device(cfg.get("device", "cpu"))
     out = MODES[mode](cfg, device)
     out.update({"threads": torch.get_num_threads(), "torch": torch.__version__,

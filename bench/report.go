@@ -35,9 +35,9 @@ func Markdown(res *Results) string {
 		"Load average (1, 5, 15 min) %s at the start and %s at the end: the machine is shared, and runs alternate "+
 		"between the sides so that load hits both alike. The kernels are the same; what differs is the orchestration "+
 		"and the memory layout: hdge-torch runs its default, convolution weights and activations channels-last (NHWC), "+
-		"the reference the released code's row-major NCHW. Total time %.1f min.\n\n",
+		"the reference the released code's row-major NCHW. Training precision %s on both sides. Total time %.1f min.\n\n",
 		m.Date, m.CPU, m.Cores, m.MHz, m.Vector, deviceWords(m.Device), m.Libtorch, m.Go, m.Python, m.PyTorch,
-		m.Threads, res.Settings.Workers, first(m.Load), last(m.Load), res.Seconds/60)
+		m.Threads, res.Settings.Workers, first(m.Load), last(m.Load), precisionWords(res.Settings.Precision), res.Seconds/60)
 	if res.Settings.Command != "" {
 		p("Command: `%s`.\n\n", res.Settings.Command)
 	}
@@ -178,4 +178,12 @@ func last(s []string) string {
 		return "?"
 	}
 	return s[len(s)-1]
+}
+
+// precisionWords names the training precision: fp32, or bf16 as each side runs it.
+func precisionWords(p string) string {
+	if p == "bf16" {
+		return "bf16 (hdge-torch --precision bf16; the reference under torch.autocast(bfloat16))"
+	}
+	return "fp32"
 }

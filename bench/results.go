@@ -34,6 +34,7 @@ type Settings struct {
 	Workers      int    `json:"workers"`
 	PipelineReps int    `json:"pipeline_reps"`
 	EvalReps     int    `json:"eval_reps"`
+	Precision    string `json:"precision,omitempty"`
 }
 
 // Parity compares hdge-torch and the Python reference on the same weights, batch and queue.

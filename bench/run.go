@@ -39,6 +39,9 @@ type Options struct {
 	// count of physical cores), which is what users of either tool get unless they change it.
 	Threads int
 	Workers int // data loader workers on both sides; 0 means 2
+	// Precision of the training rows on both sides: fp32 (the default) or bf16 (hdge-torch's
+	// --precision bf16 against the reference under torch.autocast).
+	Precision string
 	// SharedData holds cifar-10-batches-bin/ and mnist/; FashionDir the Fashion-MNIST IDX files.
 	SharedData, FashionDir string
 	// FashionModel and CIFARModel override the suite's models (for a GPU run: wrn-28-10), and
@@ -161,7 +164,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	r := &runner{o: o, su: su, work: work, ctx: ctx,
 		l: &launcher{exe: exe, python: o.Python, reference: ref},
 		res: &Results{Machine: newMachine(o.Device, o.Threads),
-			Settings: Settings{Quick: o.Quick, Command: o.Command, Workers: o.Workers, PipelineReps: su.Pipeline.Reps,
+			Settings: Settings{Quick: o.Quick, Command: o.Command, Workers: o.Workers, Precision: cmp.Or(o.Precision, "fp32"), PipelineReps: su.Pipeline.Reps,
 				EvalReps: su.Eval.Reps}}}
 	r.res.Machine.Load = []string{loadAvg()}
 	r.res.Machine.Date = start.UTC().Format(time.RFC3339)
@@ -218,7 +221,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 
 // base is the configuration every run starts from.
 func (r *runner) base(mode string) RunConfig {
-	return RunConfig{Mode: mode, Device: r.o.Device, Threads: r.o.Threads, Seed: 1, Workers: r.o.Workers,
+	return RunConfig{Mode: mode, Device: r.o.Device, Threads: r.o.Threads, Seed: 1, Workers: r.o.Workers, Precision: r.o.Precision,
 		Alpha: 0.5, Temperature: 0.1, LR: 1e-4}
 }
 

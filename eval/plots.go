@@ -451,10 +451,10 @@ func TrainingPlots(t *TrainingLog) ([]*plot.Plot, error) {
 		{"Training losses", "loss", t.LossKeys(), 1},
 		{"Accuracy", "accuracy (%)", t.AccuracyKeys(), 100},
 	}
-	for _, k := range []string{"lr", "img_per_s"} {
+	for _, k := range []string{"logit_norm", "lr", "img_per_s"} {
 		if t.Has(k) {
-			title := map[string]string{"lr": "Learning rate", "img_per_s": "Throughput"}[k]
-			yl := map[string]string{"lr": "learning rate", "img_per_s": "images / s"}[k]
+			title := map[string]string{"logit_norm": "Mean logit norm", "lr": "Learning rate", "img_per_s": "Throughput"}[k]
+			yl := map[string]string{"logit_norm": "mean ‖f(x)‖₂", "lr": "learning rate", "img_per_s": "images / s"}[k]
 			groups = append(groups, group{title, yl, []string{k}, 1})
 		}
 	}

@@ -229,7 +229,7 @@ func (r *Report) AddRobustness(rows []RobustnessRow) error {
 			norms = append(norms, row.Norm)
 		}
 	}
-	slices.SortFunc(norms, func(a, b string) int { return cmp.Or(cmp.Compare(normRank(a), normRank(b)), cmp.Compare(a, b)) })
+	slices.SortFunc(norms, func(a, b string) int { return cmp.Or(cmp.Compare(NormRank(a), NormRank(b)), cmp.Compare(a, b)) })
 	for _, n := range norms {
 		p, err := RobustnessPlot(r.Robustness, n)
 		if err != nil {

@@ -129,7 +129,7 @@ func robustnessTables(rows []RobustnessRow) []robustTable {
 		}
 	}
 	slices.SortStableFunc(tables, func(a, b robustTable) int {
-		return cmp.Or(cmp.Compare(normRank(a.Norm), normRank(b.Norm)), cmp.Compare(a.Norm, b.Norm))
+		return cmp.Or(cmp.Compare(NormRank(a.Norm), NormRank(b.Norm)), cmp.Compare(a.Norm, b.Norm))
 	})
 	for ti := range tables {
 		t := &tables[ti]

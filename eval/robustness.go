@@ -20,8 +20,8 @@ type RobustnessRow struct {
 // test-time noise and random starts of PGD before calling a result suspicious.
 const DefaultRobustnessTol = 0.005
 
-// normRank puts L∞ first, as the paper does, then L2, then anything else.
-func normRank(n string) int {
+// NormRank puts L∞ first, as the paper does, then L2, then anything else.
+func NormRank(n string) int {
 	switch n {
 	case "linf":
 		return 0
@@ -34,7 +34,7 @@ func normRank(n string) int {
 func sortRobustness(rows []RobustnessRow) []RobustnessRow {
 	s := slices.Clone(rows)
 	slices.SortStableFunc(s, func(a, b RobustnessRow) int {
-		return cmp.Or(cmp.Compare(a.Model, b.Model), cmp.Compare(normRank(a.Norm), normRank(b.Norm)), cmp.Compare(a.Norm, b.Norm),
+		return cmp.Or(cmp.Compare(a.Model, b.Model), cmp.Compare(NormRank(a.Norm), NormRank(b.Norm)), cmp.Compare(a.Norm, b.Norm),
 			cmp.Compare(a.Steps, b.Steps), cmp.Compare(a.Eps, b.Eps))
 	})
 	return s

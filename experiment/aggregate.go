@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hdge-torch/hdge-torch/eval"
 	"github.com/hdge-torch/hdge-torch/eval/suite"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
@@ -136,33 +137,11 @@ func epsText(e float64) string {
 	return strconv.FormatFloat(e, 'g', -1, 64)
 }
 
-// metricsFile is the part of eval's metrics.json the tables use.
+// metricsFile is eval's metrics.json (its one schema, eval.MetricsJSON), with the part of its
+// "config" section (which the evaluation suite defines) that the tables use.
 type metricsFile struct {
-	Classification *struct {
-		Accuracy *float64 `json:"accuracy"`
-		NLL      *float64 `json:"nll"`
-	} `json:"classification"`
-	Calibration *struct {
-		ECE   *float64 `json:"ece"`
-		Brier *float64 `json:"brier"`
-	} `json:"calibration"`
-	OOD map[string]map[string]struct {
-		AUROC *float64 `json:"auroc"`
-		FPR95 *float64 `json:"fpr95"`
-	} `json:"ood"`
-	Robustness []struct {
-		Norm     string   `json:"norm"`
-		Eps      float64  `json:"eps"`
-		Steps    int      `json:"steps"`
-		Accuracy *float64 `json:"accuracy"`
-	} `json:"robustness"`
-	RobustnessChecks []struct {
-		Name   string `json:"name"`
-		Passed bool   `json:"passed"`
-		Detail string `json:"detail"`
-	} `json:"robustness_checks"`
-	Warnings []string `json:"warnings"`
-	Config   struct {
+	eval.MetricsJSON
+	Config struct {
 		Eval struct {
 			OOD []string `json:"ood"`
 			PGD struct {
@@ -256,12 +235,12 @@ func Aggregate(s *Spec) (*Results, error) {
 				rr.Metrics[k].Seeds = append(rr.Metrics[k].Seeds, seed)
 			}
 			if c := m.Classification; c != nil {
-				add(KeyAccuracy, c.Accuracy)
-				add(KeyNLL, c.NLL)
+				add(KeyAccuracy, &c.Accuracy)
+				add(KeyNLL, &c.NLL)
 			}
 			if c := m.Calibration; c != nil {
-				add(KeyECE, c.ECE)
-				add(KeyBrier, c.Brier)
+				add(KeyECE, &c.ECE)
+				add(KeyBrier, &c.Brier)
 			}
 			for _, item := range m.Config.Eval.OOD {
 				name, _, _ := strings.Cut(item, "=")
@@ -277,17 +256,17 @@ func Aggregate(s *Spec) (*Results, error) {
 					if !slices.Contains(res.Scores, score) {
 						res.Scores = append(res.Scores, score)
 					}
-					add(OODKey(set, score, "auroc"), o.AUROC)
-					add(OODKey(set, score, "fpr95"), o.FPR95)
+					add(OODKey(set, score, "auroc"), &o.AUROC)
+					add(OODKey(set, score, "fpr95"), &o.FPR95)
 				}
 			}
 			for _, row := range m.Robustness {
 				k := PGDKey(row.Norm, row.Eps, row.Steps)
 				pgdSeen[k] = PGDColumn{Key: k, Norm: row.Norm, Eps: row.Eps, Label: epsText(row.Eps), Steps: row.Steps}
-				add(k, row.Accuracy)
+				add(k, &row.Accuracy)
 			}
 			res.PGDImages = max(res.PGDImages, m.Config.Eval.PGD.Images)
-			for _, ch := range m.RobustnessChecks {
+			for _, ch := range m.RobustChecks {
 				if !ch.Passed {
 					rr.Notes = append(rr.Notes, fmt.Sprintf("seed %d: robustness check failed: %s (%s)", seed, ch.Name, ch.Detail))
 				}

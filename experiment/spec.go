@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/hdge-torch/hdge-torch/eval/suite"
+	"github.com/hdge-torch/hdge-torch/internal/settings"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
 
@@ -46,8 +46,6 @@ type RunSpec struct {
 var (
 	specKeys = []string{"name", "description", "base", "runs", "seeds", "eval", "out", "baseline"}
 	runKeys  = []string{"name", "description", "set"}
-	evalKeys = []string{"ood", "ood-limit", "test", "data-dir", "suites", "scores", "checkpoint", "pgd-norms", "pgd-linf-eps",
-		"pgd-l2-eps", "pgd-steps", "pgd-step-size", "pgd-restarts", "pgd-random-start", "pgd-limit", "batch-size", "seed"}
 	// runnerKeys are train flags the runner sets itself, one value per run directory.
 	runnerKeys = map[string]string{"seed": `use the spec's "seeds" list`, "out": `use the spec's "out"`}
 )
@@ -298,162 +296,63 @@ type evalSettings struct {
 	last bool // evaluate the newest checkpoint rather than the best on validation
 }
 
-// parseEval reads the "eval" object with the eval command's flag names and defaults.
+// parseEval reads the "eval" object with the eval command's flag names and defaults: the same
+// declared settings (suite.Settings) and the same parsing as the eval command's flags.
 func parseEval(m map[string]any) (evalSettings, error) {
 	var ev evalSettings
+	table := suite.Settings()
 	for _, k := range sortedKeys(m) {
-		if !slices.Contains(evalKeys, k) {
-			return ev, fmt.Errorf("eval: unknown key %q (want %s)", k, strings.Join(evalKeys, ", "))
+		if _, ok := table.Lookup(k); !ok && k != "checkpoint" {
+			return ev, fmt.Errorf("eval: unknown key %q (want %s)", k, strings.Join(evalKeys(), ", "))
 		}
 	}
-	str := func(k, def string) (string, error) {
-		v, ok := m[k]
-		if !ok {
-			return def, nil
-		}
-		switch x := v.(type) {
-		case string:
-			return x, nil
-		case json.Number:
-			return x.String(), nil
-		}
-		return "", fmt.Errorf("eval: %q: want a string such as \"1/255,8/255\" or a number", k)
-	}
-	num := func(k string, def int) (int, error) {
-		v, ok := m[k]
-		if !ok {
-			return def, nil
-		}
-		n, isNum := v.(json.Number)
-		i, err := strconv.Atoi(n.String())
-		if !isNum || err != nil || i < 0 {
-			return 0, fmt.Errorf("eval: %q: want a whole number ≥ 0", k)
-		}
-		return i, nil
-	}
-	cfg := suite.Config{Seed: 1}
-	p := suite.DefaultPGD()
-	var err error
-	if cfg.Test, err = str("test", ""); err != nil {
-		return ev, err
-	}
-	if cfg.DataDir, err = str("data-dir", ""); err != nil {
-		return ev, err
-	}
-	if cfg.OODLimit, err = num("ood-limit", 0); err != nil {
-		return ev, err
-	}
-	if cfg.BatchSize, err = num("batch-size", 0); err != nil {
-		return ev, err
-	}
-	seed, err := num("seed", 1)
-	if err != nil {
-		return ev, err
-	}
-	cfg.Seed = uint64(seed)
-	if p.Limit, err = num("pgd-limit", p.Limit); err != nil {
-		return ev, err
-	}
-	if p.Restarts, err = num("pgd-restarts", p.Restarts); err != nil {
-		return ev, err
-	}
-	if v, ok := m["pgd-random-start"]; ok {
-		b, isBool := v.(bool)
-		if !isBool {
-			return ev, fmt.Errorf(`eval: "pgd-random-start": want true or false`)
-		}
-		p.RandomStart = b
-	}
-	if v, ok := m["pgd-step-size"]; ok {
-		n, isNum := v.(json.Number)
-		f, err := n.Float64()
-		if !isNum || err != nil || f < 0 {
-			return ev, fmt.Errorf(`eval: "pgd-step-size": want a number ≥ 0 (0: 2.5·ε/steps)`)
-		}
-		p.StepSize = f
-	}
-	// The list-valued settings go through the eval command's own parsers, so they accept and
-	// reject exactly what its flags do.
-	wrap := func(err error) error {
-		var ie *suite.InputError
-		if errors.As(err, &ie) {
-			return fmt.Errorf("eval: %q: %v", ie.Flag, ie.Err)
-		}
-		return fmt.Errorf("eval: %v", err)
-	}
-	if _, ok := m["ood"]; ok {
-		s, err := str("ood", "")
-		if err != nil {
-			return ev, err
-		}
-		if cfg.OOD, err = suite.ParseOOD(s); err != nil {
-			return ev, wrap(err)
-		}
-		if cfg.OOD == nil {
-			cfg.OOD = []suite.SetSpec{} // "" asks for none; absent means the test set's defaults
-		}
-	}
-	if _, ok := m["suites"]; ok {
-		s, err := str("suites", "")
-		if err != nil {
-			return ev, err
-		}
-		if cfg.Suites, err = suite.ParseSuites(s); err != nil {
-			return ev, wrap(err)
-		}
-	}
-	if _, ok := m["scores"]; ok {
-		s, err := str("scores", "")
-		if err != nil {
-			return ev, err
-		}
-		if cfg.Scores, err = suite.ParseScores(s); err != nil {
-			return ev, wrap(err)
-		}
-	}
-	if _, ok := m["pgd-norms"]; ok {
-		s, err := str("pgd-norms", "")
-		if err != nil {
-			return ev, err
-		}
-		if p.Norms, err = suite.ParseNorms(s); err != nil {
-			return ev, wrap(err)
-		}
-	}
-	for _, n := range []string{"linf", "l2"} {
-		k := "pgd-" + n + "-eps"
-		if _, ok := m[k]; !ok {
+	f := suite.DefaultFlags()
+	for _, k := range sortedKeys(m) {
+		if k == "checkpoint" {
 			continue
 		}
-		s, err := str(k, "")
-		if err != nil {
-			return ev, err
+		v := m[k]
+		// A budget or list may be written as a number ("pgd-limit": 200, "pgd-linf-eps": 0.03).
+		if n, ok := v.(json.Number); ok {
+			if cur, _ := table.Get(&f, k); isString(cur) {
+				v = n.String()
+			}
 		}
-		if p.Eps[n], err = suite.ParseEps(k, s); err != nil {
-			return ev, wrap(err)
-		}
-	}
-	if _, ok := m["pgd-steps"]; ok {
-		s, err := str("pgd-steps", "")
-		if err != nil {
-			return ev, err
-		}
-		if p.Steps, err = suite.ParseSteps(s); err != nil {
-			return ev, wrap(err)
+		if err := table.Set(&f, k, v); err != nil {
+			name, msg, _ := strings.Cut(err.Error(), ": ")
+			return ev, fmt.Errorf("eval: %q: %s", name, msg)
 		}
 	}
-	cfg.PGD = p
-	switch ck, err := str("checkpoint", "best"); {
-	case err != nil:
-		return ev, err
-	case ck == "last":
+	cfg, err := f.Config(func(name string) bool { _, ok := m[name]; return ok })
+	if err != nil {
+		var ie *suite.InputError
+		if errors.As(err, &ie) {
+			return ev, fmt.Errorf("eval: %q: %v", ie.Flag, ie.Err)
+		}
+		name, msg, _ := strings.Cut(strings.TrimPrefix(err.Error(), "--"), ": ")
+		return ev, fmt.Errorf("eval: %q: %s", name, msg)
+	}
+	ck := "best"
+	if v, ok := m["checkpoint"]; ok {
+		if ck, ok = v.(string); !ok {
+			return ev, fmt.Errorf(`eval: "checkpoint": want best or last, got %s`, settings.Describe(v))
+		}
+	}
+	switch ck {
+	case "last":
 		ev.last = true
-	case ck != "best":
+	case "best":
+	default:
 		return ev, fmt.Errorf(`eval: "checkpoint": unknown value %q (want best, the best on validation, or last)`, ck)
 	}
 	ev.cfg = cfg
 	return ev, nil
 }
+
+func isString(v any) bool { _, ok := v.(string); return ok }
+
+// evalKeys are the names an "eval" object accepts: the evaluation settings and "checkpoint".
+func evalKeys() []string { return append(suite.Settings().Names(), "checkpoint") }
 
 // evalKey identifies the evaluation settings; an evaluation made with other settings is redone.
 func (s *Spec) evalKey() string {

@@ -25,6 +25,7 @@ func (m *Model) each(d *data.Dataset, noise float64, batch int, seed uint64,
 	for b := range loader.Start(ctx, data.Position{}) {
 		s := torch.NewScope()
 		s.SetGradEnabled(false)
+		s.SetPrecision(m.Precision)
 		n := int64(len(b.Y))
 		x := s.FromFloat32(b.X, n, int64(d.C), int64(d.H), int64(d.W))
 		if m.Dev != torch.CPU {

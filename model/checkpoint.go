@@ -114,6 +114,21 @@ func ReadCheckpoint(s *torch.Scope, path string) (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
+	return decodeCheckpoint(s, path, v)
+}
+
+// isCheckpoint reports whether v, a file's content, is in this project's checkpoint format.
+func isCheckpoint(v any) bool {
+	root, ok := v.(*ptfile.OrderedDict)
+	if !ok {
+		return false
+	}
+	f, _ := root.Get("format")
+	return f == checkpointFormat
+}
+
+func decodeCheckpoint(s *torch.Scope, path string, v any) (*Checkpoint, error) {
+	var err error
 	root, ok := v.(*ptfile.OrderedDict)
 	if !ok {
 		return nil, fmt.Errorf("%s: not an hdge-torch checkpoint (top level is %T, not a dict)", path, v)

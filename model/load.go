@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/hdge-torch/hdge-torch/torch"
+	"github.com/hdge-torch/hdge-torch/torch/ptfile"
 )
 
 // Run is the part of a training run's configuration that describes its model and its inputs:
@@ -22,11 +23,17 @@ type Run struct {
 	Seed         uint64  `json:"seed"`
 	Device       string  `json:"device"`
 	ChannelsLast bool    `json:"channels_last"`
+	// HDGE's contrast settings, which its pxsim score repeats (zero for other objectives).
+	Temperature    float64 `json:"temperature,omitempty"`
+	Contrast       string  `json:"contrast,omitempty"`
+	NormLogits     bool    `json:"norm_logits,omitempty"`
+	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
+	BNMomentum     float64 `json:"bn_momentum,omitempty"`
 }
 
 // Settings is the model half of the run.
 func (r Run) Settings() Settings {
-	return Settings{Model: r.Model, Norm: r.Norm, Dropout: r.Dropout, ChannelsLast: r.ChannelsLast, Device: r.Device}
+	return Settings{Model: r.Model, Norm: r.Norm, Dropout: r.Dropout, BNMomentum: r.BNMomentum, ChannelsLast: r.ChannelsLast, Device: r.Device}
 }
 
 // ReadRun reads the model half of a run directory's config.json.
@@ -55,6 +62,10 @@ type Loaded struct {
 	// that takes them frees them with Close.
 	Objective map[string]*torch.Tensor
 	objScope  *torch.Scope
+	// Released is set for a checkpoint in the authors' released layout; Inferred then says which
+	// settings were read from the tensors' shapes or assumed, for the user to check.
+	Released bool
+	Inferred []string
 }
 
 // Close frees the model and the objective's tensors.
@@ -71,10 +82,17 @@ func Load(path, device string) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
+	v, err := ptfile.Read(p)
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint: %w", err)
+	}
+	if !isCheckpoint(v) && looksReleased(v) {
+		return loadReleased(p, v, device)
+	}
 	objScope := torch.NewScope()
 	s := torch.NewScope()
 	defer s.Close()
-	ck, err := ReadCheckpoint(s, p)
+	ck, err := decodeCheckpoint(s, p, v)
 	if err != nil {
 		objScope.Close()
 		return nil, err

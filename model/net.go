@@ -34,6 +34,7 @@ type Settings struct {
 	Model        string  // wrn-DEPTH-WIDTH, or another family's name
 	Norm         string  // none | batch
 	Dropout      float64 // WideResNet only
+	BNMomentum   float64 // BatchNorm2d momentum, PyTorch's convention; 0 means PyTorch's 0.1
 	ChannelsLast bool    // a memory layout, not a property of the model
 	Device       string
 }
@@ -64,7 +65,7 @@ var Families = []Family{{
 		}
 		return nn.NewWideResNet(init, nn.WRNConfig{
 			Depth: depth, Width: width, Classes: classes, InChannels: channels, Norm: set.Norm,
-			Dropout: set.Dropout, ChannelsLast: set.ChannelsLast,
+			Dropout: set.Dropout, BNMomentum: set.BNMomentum, ChannelsLast: set.ChannelsLast,
 		})
 	},
 }}
@@ -103,6 +104,8 @@ type Model struct {
 	Store    *torch.Scope
 	Dev      torch.Device
 	Settings Settings
+	// Precision of Logits, FeaturesOf and Evaluate (fp32 unless set; logits always come out fp32).
+	Precision torch.Precision
 }
 
 // Close frees the parameters.

@@ -148,3 +148,53 @@ func checkShape(name string, want, got []int64) error {
 	}
 	return nil
 }
+
+// trainable lists a state dict's parameters in order, buffers left out.
+func trainable(sd []Param) []*torch.Tensor {
+	var ts []*torch.Tensor
+	for _, p := range sd {
+		if !p.Buffer {
+			ts = append(ts, p.T)
+		}
+	}
+	return ts
+}
+
+// countParams counts the scalars of tensors.
+func countParams(ts []*torch.Tensor) int64 {
+	var n int64
+	for _, t := range ts {
+		n += t.Numel()
+	}
+	return n
+}
+
+// loadStateDict copies named tensors into a model's state dict sd. Every entry must be present
+// with the same shape; extra entries are an error too, since they mean another architecture.
+// model describes the model for the errors.
+func loadStateDict(sd []Param, named map[string]*torch.Tensor, model string) error {
+	s := torch.NewScope()
+	defer s.Close()
+	s.SetGradEnabled(false)
+	have := make(map[string]bool, len(sd))
+	for _, p := range sd {
+		have[p.Name] = true
+		src, ok := named[p.Name]
+		if !ok {
+			return fmt.Errorf("checkpoint lacks parameter %s (is it from another model? this one is %s)", p.Name, model)
+		}
+		if err := checkShape(p.Name, p.T.Shape(), src.Shape()); err != nil {
+			return err
+		}
+		s.CopyInto(p.T, s.ToDType(src, p.T.DType()))
+	}
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("loading state dict: %w", err)
+	}
+	for name := range named {
+		if !have[name] {
+			return fmt.Errorf("checkpoint has parameter %s that model %s does not", name, model)
+		}
+	}
+	return nil
+}

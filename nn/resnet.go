@@ -241,57 +241,6 @@ func (m *ResNet) StateDict() []Param {
 	return append(ps, m.fc.params("fc")...)
 }
 
-// Parameters returns the trainable tensors, in state_dict order.
-func (m *ResNet) Parameters() []*torch.Tensor {
-	var ts []*torch.Tensor
-	for _, p := range m.StateDict() {
-		if !p.Buffer {
-			ts = append(ts, p.T)
-		}
-	}
-	return ts
-}
-
-// NumParams counts trainable scalars.
-func (m *ResNet) NumParams() int64 {
-	var n int64
-	for _, t := range m.Parameters() {
-		n += t.Numel()
-	}
-	return n
-}
-
-// LoadStateDict copies named tensors into the model. Every model entry must be present with the
-// same shape; extra entries are an error too, since they mean another architecture.
-func (m *ResNet) LoadStateDict(named map[string]*torch.Tensor) error {
-	s := torch.NewScope()
-	defer s.Close()
-	s.SetGradEnabled(false)
-	ps := m.StateDict()
-	have := make(map[string]bool, len(ps))
-	for _, p := range ps {
-		have[p.Name] = true
-		src, ok := named[p.Name]
-		if !ok {
-			return fmt.Errorf("checkpoint lacks parameter %s (is it from another model? this one is %s, %d classes, %d input channels)",
-				p.Name, m.name(), m.Cfg.Classes, m.Cfg.InChannels)
-		}
-		if err := checkShape(p.Name, p.T.Shape(), src.Shape()); err != nil {
-			return err
-		}
-		s.CopyInto(p.T, s.ToDType(src, p.T.DType()))
-	}
-	if err := s.Err(); err != nil {
-		return fmt.Errorf("loading state dict: %w", err)
-	}
-	for name := range named {
-		if !have[name] {
-			return fmt.Errorf("checkpoint has parameter %s that model %s does not", name, m.name())
-		}
-	}
-	return nil
-}
-
 // FLOPs estimates multiply-adds ×2 of one forward pass for an h×w input (convs and fc).
 func (m *ResNet) FLOPs(h, w int) float64 {
 	var total float64
@@ -318,4 +267,16 @@ func (m *ResNet) FLOPs(h, w int) float64 {
 	}
 	sh := m.fc.W.Shape()
 	return total + 2*float64(sh[0]*sh[1])
+}
+
+// Parameters returns the trainable tensors, in state_dict order.
+func (m *ResNet) Parameters() []*torch.Tensor { return trainable(m.StateDict()) }
+
+// NumParams counts trainable scalars.
+func (m *ResNet) NumParams() int64 { return countParams(m.Parameters()) }
+
+// LoadStateDict copies named tensors into the model; every entry must be present with the same
+// shape, and extra entries are an error.
+func (m *ResNet) LoadStateDict(named map[string]*torch.Tensor) error {
+	return loadStateDict(m.StateDict(), named, fmt.Sprintf("%s, %d classes, %d input channels", m.name(), m.Cfg.Classes, m.Cfg.InChannels))
 }

@@ -20,9 +20,11 @@ type WRNConfig struct {
 	// Slope is the LeakyReLU negative slope (0.2 in JEM).
 	Slope float64
 	// ChannelsLast lays the convolution weights and the activations out NHWC in memory: the same
-	// values, shapes and state_dict, but oneDNN's convolutions skip their layout reorders (about
-	// 1.15× faster training steps on a CPU). Inputs may come in either layout.
+	// values, shapes and state_dict, but oneDNN's convolutions skip their layout reorders (README, "How it
+	// is built", has the speed-up). Inputs may come in either layout.
 	ChannelsLast bool
+	// BNMomentum is the batch norms' momentum (PyTorch's convention); 0 means PyTorch's 0.1.
+	BNMomentum float64
 }
 
 var wrnName = regexp.MustCompile(`^wrn-(\d+)-(\d+)$`)
@@ -114,8 +116,8 @@ func NewWideResNet(init Init, cfg WRNConfig) (*WideResNet, error) {
 			}
 			b := &block{}
 			if cfg.Norm == "batch" {
-				b.bn1 = NewBatchNorm2d(init, inPlanes)
-				b.bn2 = NewBatchNorm2d(init, planes)
+				b.bn1 = cfg.batchNorm(init, inPlanes)
+				b.bn2 = cfg.batchNorm(init, planes)
 			}
 			b.conv1 = NewConv2d(init, inPlanes, planes, 3, 1, 1, true)
 			b.conv2 = NewConv2d(init, planes, planes, 3, stride, 1, true)
@@ -127,7 +129,7 @@ func NewWideResNet(init Init, cfg WRNConfig) (*WideResNet, error) {
 		}
 	}
 	if cfg.Norm == "batch" {
-		m.bn1 = NewBatchNorm2d(init, stages[3])
+		m.bn1 = cfg.batchNorm(init, stages[3])
 	}
 	m.linear = NewLinear(init, stages[3], cfg.Classes, true)
 	if err := init.Store.Err(); err != nil {
@@ -274,67 +276,6 @@ func (m *WideResNet) StateDict() []Param {
 	return ps
 }
 
-// Parameters returns the trainable tensors, in state_dict order.
-func (m *WideResNet) Parameters() []*torch.Tensor {
-	var ts []*torch.Tensor
-	for _, p := range m.StateDict() {
-		if !p.Buffer {
-			ts = append(ts, p.T)
-		}
-	}
-	return ts
-}
-
-// NumParams counts trainable scalars.
-func (m *WideResNet) NumParams() int64 {
-	var n int64
-	for _, t := range m.Parameters() {
-		n += t.Numel()
-	}
-	return n
-}
-
-// LoadStateDict copies named tensors into the model. Every model entry must be present with
-// the same shape; extra entries are an error too, since they mean another architecture.
-func (m *WideResNet) LoadStateDict(named map[string]*torch.Tensor) error {
-	s := torch.NewScope()
-	defer s.Close()
-	s.SetGradEnabled(false)
-	seen := 0
-	for _, p := range m.StateDict() {
-		src, ok := named[p.Name]
-		if !ok {
-			return fmt.Errorf("checkpoint lacks parameter %s (is it from another model? this one is wrn-%d-%d, norm %s, %d classes, %d input channels)",
-				p.Name, m.Cfg.Depth, m.Cfg.Width, m.Cfg.Norm, m.Cfg.Classes, m.Cfg.InChannels)
-		}
-		if err := checkShape(p.Name, p.T.Shape(), src.Shape()); err != nil {
-			return err
-		}
-		s.CopyInto(p.T, s.ToDType(src, p.T.DType()))
-		seen++
-	}
-	if err := s.Err(); err != nil {
-		return fmt.Errorf("loading state dict: %w", err)
-	}
-	if seen != len(named) {
-		for name := range named {
-			if !m.has(name) {
-				return fmt.Errorf("checkpoint has parameter %s that model wrn-%d-%d (norm %s) does not", name, m.Cfg.Depth, m.Cfg.Width, m.Cfg.Norm)
-			}
-		}
-	}
-	return nil
-}
-
-func (m *WideResNet) has(name string) bool {
-	for _, p := range m.StateDict() {
-		if p.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
 // FLOPs estimates multiply-adds ×2 of one forward pass for a c×h×w input (convs and linear).
 func (m *WideResNet) FLOPs(h, w int) float64 {
 	var total float64
@@ -358,4 +299,24 @@ func (m *WideResNet) FLOPs(h, w int) float64 {
 	sh := m.linear.W.Shape()
 	total += 2 * float64(sh[0]*sh[1])
 	return total
+}
+
+// Parameters returns the trainable tensors, in state_dict order.
+func (m *WideResNet) Parameters() []*torch.Tensor { return trainable(m.StateDict()) }
+
+// NumParams counts trainable scalars.
+func (m *WideResNet) NumParams() int64 { return countParams(m.Parameters()) }
+
+// LoadStateDict copies named tensors into the model; every entry must be present with the same
+// shape, and extra entries are an error.
+func (m *WideResNet) LoadStateDict(named map[string]*torch.Tensor) error {
+	return loadStateDict(m.StateDict(), named, m.Describe())
+}
+
+func (c WRNConfig) batchNorm(init Init, n int) *BatchNorm2d {
+	b := NewBatchNorm2d(init, n)
+	if c.BNMomentum > 0 {
+		b.Momentum = c.BNMomentum
+	}
+	return b
 }

@@ -69,7 +69,7 @@ func ManualSeed(seed uint64) { C.hdge_manual_seed(C.uint64_t(seed)) }
 
 // TuneMalloc keeps freed tensor memory in the C heap: a training step frees and re-allocates the
 // same activation buffers, and above glibc's mmap threshold each would be a fresh mmap whose pages
-// fault in zeroed again (README, "Allocator settings", has the measurement). Programs call it
+// fault in zeroed again (README, "How it is built", has the measurement). Programs call it
 // once at start (the hdge-torch binary and the benchmark do); importing the package changes
 // nothing. HDGE_MALLOC_TUNING=off keeps glibc's defaults; a C library that is not glibc, or
 // refuses the values, is left as it is.

@@ -150,6 +150,15 @@ func (s *Scope) drop(t *Tensor) {
 	}
 }
 
+// Fail records err as the scope's sticky error unless it already has one: for code that computes
+// in a scope and meets a failure of its own (a sampler's, a shape check) mid-way, so the caller
+// sees it at its next Err like a libtorch error.
+func (s *Scope) Fail(err error) {
+	if s.err == nil && err != nil {
+		s.err = err
+	}
+}
+
 func (s *Scope) fail(op, msg string) {
 	if s.err == nil {
 		s.err = &Error{Op: op, Msg: msg}

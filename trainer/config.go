@@ -27,11 +27,16 @@ type Config struct {
 	Model   string  `json:"model"`
 	Norm    string  `json:"norm"`
 	Dropout float64 `json:"dropout"`
+	// BNMomentum is PyTorch's BatchNorm2d momentum (the released code's 0.9 lets the running
+	// statistics follow the last batch).
+	BNMomentum float64 `json:"bn_momentum"`
 
 	Objective      string  `json:"objective"`
 	Alpha          float64 `json:"alpha"`
 	LabelSmoothing float64 `json:"label_smoothing"`
 	HDGESettings
+	JEMSettings
+	DivergenceSettings
 
 	Optimizer   string  `json:"optimizer"`
 	LR          float64 `json:"lr"`
@@ -106,6 +111,13 @@ var baseSettings = []setting{
 		func(c *Config) *string { return &c.Norm }, settings.OneOf("none", "batch")),
 	settings.Float("dropout", groupModel, learnt, 0, "dropout rate between the two convs of a block",
 		func(c *Config) *float64 { return &c.Dropout }, settings.In(0, 1, true)),
+	settings.Float("bn-momentum", groupModel, learnt, 0.1, "BatchNorm2d momentum in PyTorch's convention (the running statistics move this far toward each batch's): PyTorch's default 0.1; the released HDGE/JEM code uses 0.9",
+		func(c *Config) *float64 { return &c.BNMomentum }, func(x float64) error {
+			if !(x > 0 && x <= 1) {
+				return fmt.Errorf("must be in (0, 1], got %g", x)
+			}
+			return nil
+		}),
 
 	objectiveSetting(),
 	settings.Float("alpha", groupObj, learnt, 0.5, "weight of log q(y|x); 1-alpha weighs the objective's other term (1 = plain CE, 0 = log q(x|y) only)",
@@ -226,7 +238,7 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) modelSettings() model.Settings {
-	return model.Settings{Model: c.Model, Norm: c.Norm, Dropout: c.Dropout, ChannelsLast: c.ChannelsLast, Device: c.Device}
+	return model.Settings{Model: c.Model, Norm: c.Norm, Dropout: c.Dropout, BNMomentum: c.BNMomentum, ChannelsLast: c.ChannelsLast, Device: c.Device}
 }
 
 // crop is the padding of the random crop for images of side h: Crop, or with -1 (auto) JEM's 4
@@ -324,6 +336,9 @@ func (c *Config) fillOlder() {
 	}
 	if c.Precision == "" {
 		c.Precision = "fp32" // configs without the field were trained in fp32
+	}
+	if c.BNMomentum == 0 {
+		c.BNMomentum = 0.1 // configs without the field were trained with PyTorch's default
 	}
 	if canon, ok := deprecatedObjectives[c.Objective]; ok {
 		c.Objective = canon

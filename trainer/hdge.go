@@ -61,14 +61,14 @@ func (c hdgeConfig) hybrid() Config { return Config{Alpha: c.Alpha, LabelSmoothi
 // depends only on (y_b, k): it is T[y_b, k] for a C×K table T. And since the loss is a
 // cross-entropy over [l_pos, l_neg]/τ with target 0, only logsumexp_k T[y,k]/τ is needed per
 // class: N[c] = logsumexp_k T[c,k]/τ. T's column k depends only on queue column k, so T is kept
-// beside the queue and only the B columns that the queue replaces are recomputed each step. A
-// step then costs one C×K logsumexp instead of a B×C×K einsum, with the same value and gradient
-// (the negatives are constants; only l_pos carries gradient, as in the released code).
+// beside the queue and only the B columns that the queue replaces are recomputed each step, with
+// the same value and gradient as the einsum (the negatives are constants; only l_pos carries
+// gradient, as in the released code).
 //
-// Even the C×K logsumexp is avoided: the K columns are cut into chunks of about √K, each chunk's
-// per-class logsumexp is kept (C × K/chunk), and an update recomputes only the chunks it touched.
-// The per-class value is then a logsumexp over the chunks, the same value up to float32 rounding,
-// at about 2√K/K of the cost (C=100, K=65536: 16 ms → 0.5 ms a step on one core).
+// Nor is the whole C×K table reduced every step: its K columns are cut into chunks of about √K,
+// each chunk's per-class logsumexp is kept (C × K/chunk), and an update recomputes only the chunks
+// it touched. The per-class value is then a logsumexp over the chunks, the same value up to
+// float32 rounding, so a step costs O(C·(B + √K)) instead of O(B·C·K) (README, "The HDGE term without the B×C×K tensor").
 type hdgeObjective struct {
 	cfg     hdgeConfig
 	on, off float64

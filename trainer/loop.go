@@ -64,7 +64,7 @@ type runState struct {
 	log      *zap.Logger
 	dev      torch.Device
 	model    *model.Model
-	opt      optimizer
+	opt      Optimizer
 	obj      Objective
 	gens     map[string]*torch.Generator // every generator the run owns, by checkpoint name
 	step     int
@@ -75,11 +75,12 @@ type runState struct {
 	tb       *tbevent.Writer // nil with --tensorboard=false
 	shape    [3]int
 	prec     torch.Precision
+	div      divergenceState
 	par      *parallel // nil in one process
 }
 
-// optimizer is what the loop needs of torch's Adam and SGD.
-type optimizer interface {
+// Optimizer is what the loop needs of torch's Adam and SGD.
+type Optimizer interface {
 	Step() error
 	SetLR(lr float64)
 	LR() float64
@@ -91,7 +92,7 @@ type optimizer interface {
 
 // NewOptimizer is the optimizer cfg names over params: Adam with PyTorch's defaults besides the
 // learning rate and weight decay, or SGD with momentum.
-func NewOptimizer(cfg Config, params []*torch.Tensor) optimizer {
+func NewOptimizer(cfg Config, params []*torch.Tensor) Optimizer {
 	if cfg.Optimizer == "sgd" {
 		return torch.NewSGD(params, torch.SGDConfig{LR: cfg.LR, Momentum: cfg.Momentum, WeightDecay: cfg.WeightDecay})
 	}
@@ -233,6 +234,10 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	st.opt = NewOptimizer(cfg, append(m.Parameters(), st.obj.Parameters()...))
 	defer st.opt.Close()
 	st.par = newParallel(opts.Group, m.Dev, append(m.Parameters(), st.obj.Parameters()...), buffersOf(m))
+	if st.par != nil && cfg.OnDivergence == "restart" {
+		// Each rank would decide on its own slice's loss to roll back, and the replicas part.
+		return nil, fmt.Errorf("--on-divergence restart is not supported with %d data-parallel processes: use --on-divergence stop", st.par.world())
+	}
 	if resumeFrom != "" {
 		if err := st.restore(resumeFrom); err != nil {
 			return nil, err
@@ -247,7 +252,7 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 		zap.Int("val", cfg.ValSize), zap.String("model", cfg.Model), zap.Int64("params", m.NumParams()),
 		zap.String("objective", cfg.Objective), zap.String("device", m.Dev.String()), zap.String("precision", prec.String()))
 
-	sum, err := st.loop(ctx, train, val)
+	sum, err := st.trainWithRestarts(func() (*Summary, error) { return st.loop(ctx, train, val) })
 	if err != nil {
 		return sum, err
 	}
@@ -487,7 +492,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 			waited += wait
 			winWait += wait
 		}
-		lr := cfg.lrAt(st.step, b.Epoch, total)
+		lr := cfg.lrAt(st.step, b.Epoch, total) * st.div.scale()
 		st.opt.SetLR(lr)
 		if err := st.par.syncBuffers(); err != nil {
 			return sum, fmt.Errorf("step %d: %w", st.step, err)
@@ -505,16 +510,8 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		if err != nil {
 			return sum, fmt.Errorf("step %d: %w", st.step, err)
 		}
-		if !finite(values) {
-			last := st.lastCkpt
-			if last == "" {
-				last = "none (no checkpoint was written before the failure)"
-			}
-			if err := st.writeMetrics(map[string]any{"step": st.step, "epoch": b.Epoch, "error": "non-finite loss"}); err != nil {
-				st.log.Error("recording the failure", zap.Error(err))
-			}
-			return sum, fmt.Errorf("step %d: loss is not finite (%s); the run stopped without saving this state. Last good checkpoint: %s. Try a lower --lr",
-				st.step, formatTerms(values), last)
+		if reason := cfg.divergence(values); reason != "" {
+			return sum, st.diverged(b.Epoch, values, reason)
 		}
 		st.step++
 		st.pos = data.Position{Epoch: b.Epoch, Batch: b.Index + 1}

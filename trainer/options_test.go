@@ -21,6 +21,14 @@ func TestSetOptionCoversConfig(t *testing.T) {
 			if name == "norm-logits" {
 				v = !c.NormLogits
 			}
+			// A boolean option is tried with the opposite of its default (--sgld-cond is off).
+			if cur, ok := Settings().Get(&c, name); ok {
+				if on, isBool := cur.(bool); isBool {
+					if _, tryBool := v.(bool); tryBool {
+						v = !on
+					}
+				}
+			}
 			if err = SetOption(&c, name, v); err == nil {
 				break
 			}

@@ -9,7 +9,7 @@ import (
 // StepInput is what one training step runs with, besides its batch.
 type StepInput struct {
 	Model  *model.Model
-	Opt    optimizer
+	Opt    Optimizer
 	Params []*torch.Tensor // what Opt updates: the model's and the objective's parameters
 	Obj    Objective
 	Gen    *torch.Generator // the objective's generator
@@ -67,6 +67,15 @@ func TrainStep(in StepInput, b data.Batch) (map[string]float64, error) {
 			return nil, err
 		}
 		values["loss_"+t.Name] = v
+	}
+	if st.logits != nil {
+		// The mean L2 norm of the logits: HDGE's contrastive term sees only their direction, and in
+		// JEM's regime (no batch norm, Adam 1e-4) the norm can collapse while accuracy rises.
+		norm, err := s.Mean(s.Norm(s.Detach(st.logits), 2, []int{1}, false), nil, false).Item()
+		if err != nil {
+			return nil, err
+		}
+		values["logit_norm"] = norm
 	}
 	if !finite(values) {
 		return values, nil

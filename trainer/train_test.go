@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -185,7 +186,7 @@ func TestConfigValidationNamesTheFlag(t *testing.T) {
 		mut  func(*Config)
 		flag string
 	}{
-		{func(c *Config) { c.Objective = "jem" }, "--objective"},
+		{func(c *Config) { c.Objective = "vae" }, "--objective"},
 		{func(c *Config) { c.Contrast = "paper" }, "--contrast"},
 		{func(c *Config) { c.Alpha = 1.5 }, "--alpha"},
 		{func(c *Config) { c.QueueSize = 0 }, "--queue-size"},
@@ -212,5 +213,55 @@ func TestConfigValidationNamesTheFlag(t *testing.T) {
 	c := Defaults()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults are invalid: %v", err)
+	}
+}
+
+// TestMetricsRecordLogitNormAndTensorBoard: every log record has the mean logit norm (what a user
+// of HDGE watches for the collapse of the logits' scale), and the same scalars go to TensorBoard
+// event files beside metrics.jsonl unless --tensorboard=false.
+func TestMetricsRecordLogitNormAndTensorBoard(t *testing.T) {
+	ds := testutil.SmallFashion(t, t.TempDir(), 120, 50)
+	for _, tb := range []bool{true, false} {
+		c := tinyConfig(t, ds)
+		c.Steps, c.TensorBoard = 3, tb
+		if _, err := Train(context.Background(), c, Options{SkipTest: true}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(c.Out, "metrics.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var norms int
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := m["logit_norm"].(float64); ok {
+				if !(v > 0) || math.IsInf(v, 0) {
+					t.Errorf("logit_norm %v", v)
+				}
+				norms++
+			}
+		}
+		if norms != 3 {
+			t.Errorf("%d records with logit_norm, want 3", norms)
+		}
+		events, _ := filepath.Glob(filepath.Join(c.Out, "tensorboard", "events.out.tfevents.*"))
+		if !tb {
+			if len(events) != 0 {
+				t.Errorf("--tensorboard=false wrote %v", events)
+			}
+			continue
+		}
+		if len(events) != 1 {
+			t.Fatalf("tensorboard files %v, want one", events)
+		}
+		eb, _ := os.ReadFile(events[0])
+		for _, tag := range []string{"loss_ce", "loss_gen", "logit_norm", "lr", "img_per_s", "val_acc"} {
+			if !strings.Contains(string(eb), tag) {
+				t.Errorf("the event file has no %s scalar", tag)
+			}
+		}
 	}
 }

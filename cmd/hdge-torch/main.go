@@ -27,8 +27,11 @@ func main() {
 		Commands: []*cli.Command{
 			trainCommand(),
 			evalCommand(),
+			sampleCommand(),
 			experimentCommand(),
 			compareCommand(),
+			scoreCommand(),
+			exportCommand(),
 			dataCommand(),
 			versionCommand(),
 		},

@@ -33,7 +33,7 @@ func TestTrainFlagErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--objective", "jem"}, 2, "--objective"},
+		{[]string{"--objective", "vae"}, 2, "--objective"},
 		{[]string{"--contrast", "paper"}, 2, "--contrast"},
 		{[]string{"--model", "resnet-18"}, 2, "--model"},
 		{[]string{"--lr", "-1"}, 2, "--lr"},
@@ -110,5 +110,11 @@ func TestTrainCtrlC(t *testing.T) {
 	}
 	if !strings.Contains(res.stderr, "resumed") || !strings.Contains(res.stdout, "8 steps") {
 		t.Errorf("resume output:\nstdout %s\nstderr %s", res.stdout, res.stderr)
+	}
+	// The run's own --model repeated is not a change; resuming a finished run says so and names
+	// its last checkpoint.
+	res = runCLI(t, bin, nil, "train", "--resume", run, "--model", "wrn-10-1", "--steps", "8", "--skip-test")
+	if want := "was already complete at step 8; nothing was trained. Last checkpoint: " + filepath.Join(run, "checkpoints", "step-00000008.pt"); res.code != 0 || !strings.Contains(res.stdout, want) {
+		t.Errorf("resuming a finished run with its own --model: exit %d, want %q\nstdout %s\nstderr %s", res.code, want, res.stdout, res.stderr)
 	}
 }

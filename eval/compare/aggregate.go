@@ -82,7 +82,7 @@ func values(e *Eval) []metricValue {
 	}
 	rows := slices.Clone(m.Robustness)
 	slices.SortStableFunc(rows, func(a, b eval.RobustnessRow) int {
-		return cmp.Or(cmp.Compare(normRank(a.Norm), normRank(b.Norm)), cmp.Compare(a.Steps, b.Steps), cmp.Compare(a.Eps, b.Eps))
+		return cmp.Or(cmp.Compare(eval.NormRank(a.Norm), eval.NormRank(b.Norm)), cmp.Compare(a.Steps, b.Steps), cmp.Compare(a.Eps, b.Eps))
 	})
 	for _, r := range rows {
 		if r.Eps == 0 {
@@ -251,16 +251,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-func normRank(n string) int {
-	switch n {
-	case "linf":
-		return 0
-	case "l2":
-		return 1
-	}
-	return 2
 }
 
 func normName(n string) string {

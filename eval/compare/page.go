@@ -205,7 +205,7 @@ func (pg *Page) robustness() error {
 			}
 		}
 	}
-	slices.SortFunc(norms, func(a, b string) int { return normRank(a) - normRank(b) })
+	slices.SortFunc(norms, func(a, b string) int { return eval.NormRank(a) - eval.NormRank(b) })
 	for _, norm := range norms {
 		var bands []eval.Band
 		for ri, r := range pg.Runs {

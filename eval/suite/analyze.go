@@ -106,6 +106,20 @@ func addOOD(r *eval.Report, dir string, idx *Index, set SetEntry, in eval.Logits
 	for _, score := range scores {
 		var sIn, sOut []float64
 		switch score {
+		case string(eval.ScorePXSim):
+			if idx.Queue == "" || idx.Contrast == nil {
+				return inputErr("scores", "%s: the logits folder %s has no %s (export it with --scores ...,%s from an HDGE checkpoint)", score, dir, QueueFile, score)
+			}
+			q, err := readLogits(dir, idx.Queue, in.C, idx.Contrast.K)
+			if err != nil {
+				return err
+			}
+			if sIn, err = eval.ContrastiveScores(in, q.Data, idx.Contrast.K, idx.Contrast.Config()); err != nil {
+				return err
+			}
+			if sOut, err = eval.ContrastiveScores(out, q.Data, idx.Contrast.K, idx.Contrast.Config()); err != nil {
+				return err
+			}
 		case string(eval.ScoreLogQX), string(eval.ScoreMaxProb):
 			if sIn, err = eval.Scores(in, eval.Score(score)); err != nil {
 				return err

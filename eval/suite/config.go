@@ -31,7 +31,7 @@ var AllSuites = []string{Classify, OOD, Calibration, Robustness}
 const ScoreGradNorm = attack.ScoreGradNorm
 
 // AllScores lists the OOD scores; gradnorm needs the model, so it is exported with the logits.
-var AllScores = []string{string(eval.ScoreLogQX), string(eval.ScoreMaxProb), ScoreGradNorm}
+var AllScores = []string{string(eval.ScoreLogQX), string(eval.ScoreMaxProb), string(eval.ScorePXSim), ScoreGradNorm}
 
 // DefaultScores are the two scores of the paper's Table 1.
 var DefaultScores = []string{string(eval.ScoreLogQX), string(eval.ScoreMaxProb)}
@@ -67,6 +67,8 @@ type Config struct {
 	Threads   int
 	Device    string // "" keeps the run's device
 	Seed      uint64 // test-time noise, Interp pairs, noise sets, PGD random starts
+	// Precision of the logits export ("" or fp32, auto, bf16); attacks always run in fp32.
+	Precision string
 
 	Log *zap.Logger
 	// Progress, when non-nil, receives progress bars (a terminal); otherwise progress is logged.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hdge-torch/hdge-torch/attack"
 	"github.com/hdge-torch/hdge-torch/data"
+	"github.com/hdge-torch/hdge-torch/eval"
 	"github.com/hdge-torch/hdge-torch/eval/npy"
 	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 	"github.com/hdge-torch/hdge-torch/model"
@@ -42,6 +43,10 @@ type exporter struct {
 	noise float64
 	batch int
 	files []string
+	// queue and con are set when pxsim is asked for: each set's pxsim scores are exported too,
+	// for readers of the folder that do not recompute them from the queue (compare, scripts).
+	queue []float32
+	con   *Contrast
 }
 
 // seedFor derives a per-set seed from the run's seed and the set's name, so a set's noise and
@@ -82,6 +87,16 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 		return &InputError{Flag: "checkpoint", Err: err}
 	}
 	defer m.Close()
+	if cfg.Precision != "" {
+		prec, warning, err := torch.ResolvePrecision(cfg.Precision, cfg.Precision != "auto", m.Dev)
+		if err != nil {
+			return &InputError{Flag: "precision", Err: err}
+		}
+		if warning != "" {
+			log.Warn(warning)
+		}
+		m.Precision = prec
+	}
 	run := m.Run
 	e := &exporter{cfg: cfg, log: log, dir: dir, m: m, noise: run.Noise, batch: cfg.BatchSize}
 	if e.batch == 0 {
@@ -99,6 +114,12 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	testSpec := cfg.Test
 	if testSpec == "" {
 		testSpec = run.Dataset
+	}
+	for _, s := range m.Inferred {
+		log.Warn("released checkpoint: setting inferred", zap.String("setting", s))
+	}
+	if testSpec == "" {
+		return inputErr("test", "checkpoint %s does not say which dataset it was trained on (a released checkpoint): name the in-distribution test set, e.g. --test cifar10", m.Path)
 	}
 	test, err := src.Load(testSpec, data.Test)
 	if err != nil {
@@ -118,6 +139,20 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	}
 
 	idx := &Index{Format: indexFormat, Model: run.Objective + " " + run.Model, Scores: cfg.scores()}
+	if slices.Contains(cfg.scores(), string(eval.ScorePXSim)) {
+		q, c, err := PXSimInputs(m, "scores")
+		if err != nil {
+			return err
+		}
+		if idx.Queue, err = e.file(QueueFile); err != nil {
+			return err
+		}
+		if err := npy.WriteFloat32(filepath.Join(dir, idx.Queue), q, m.Classes(), c.K); err != nil {
+			return err
+		}
+		idx.Contrast = &c
+		e.queue, e.con = q, &c
+	}
 	runDir := runDirOf(cfg.Checkpoint, m.Path)
 	idx.Title = "HDGE evaluation: " + filepath.Base(runDir)
 	testName := displayName(testSpec)
@@ -317,6 +352,24 @@ func (e *exporter) logits(ctx context.Context, name, spec, display string, d *da
 	secs := time.Since(start).Seconds()
 	e.log.Info("logits", zap.String("set", name), zap.String("data", d.Name), zap.Int("n", d.N),
 		zap.Float64("seconds", secs), zap.Float64("img_per_s", float64(d.N)/secs))
+	if e.con != nil {
+		ll, err := eval.NewLogits(l, d.N, c)
+		if err != nil {
+			return entry, fmt.Errorf("logits of %s: %w", name, err)
+		}
+		s, err := eval.ContrastiveScores(ll, e.queue, e.con.K, e.con.Config())
+		if err != nil {
+			return entry, err
+		}
+		f, err := e.file(name + "_" + string(eval.ScorePXSim) + ".npy")
+		if err != nil {
+			return entry, err
+		}
+		if err := npy.WriteFloat64(filepath.Join(e.dir, f), s, d.N); err != nil {
+			return entry, err
+		}
+		entry.Scores = map[string]string{string(eval.ScorePXSim): f}
+	}
 	if slices.Contains(e.cfg.scores(), ScoreGradNorm) {
 		start := time.Now()
 		s, err := attack.GradNormScores(ctx, e.m, d, e.noise, e.seedFor(name), attack.Options{BatchSize: e.batch, Device: e.m.Dev})
@@ -330,7 +383,10 @@ func (e *exporter) logits(ctx context.Context, name, spec, display string, d *da
 		if err := npy.WriteFloat64(filepath.Join(e.dir, f), s, d.N); err != nil {
 			return entry, err
 		}
-		entry.Scores = map[string]string{ScoreGradNorm: f}
+		if entry.Scores == nil {
+			entry.Scores = map[string]string{}
+		}
+		entry.Scores[ScoreGradNorm] = f
 		e.log.Info("gradient-norm scores", zap.String("set", name), zap.Float64("seconds", time.Since(start).Seconds()))
 	}
 	return entry, nil

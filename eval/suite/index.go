@@ -24,10 +24,11 @@ const indexFormat = "hdge-torch-logits/1"
 //
 //	test.npy, test_labels.npy           in-distribution logits (N×C float32) and labels (N int64)
 //	<set>.npy [, <set>_labels.npy]      each OOD set; labels only for sets that have them
-//	<set>_gradnorm.npy                  per-sample extra scores (float64), when computed
+//	<set>_gradnorm.npy, <set>_pxsim.npy per-sample extra scores (float64), when computed
 //	pgd_labels.npy, pgd_clean.npy       the attacked images' labels and clean logits (no noise)
 //	pgd_<norm>_eps<ε>_steps<k>.npy      logits deciding each attack (see attack.Result)
 //	training.jsonl                      a copy of the run's metrics.jsonl, when it had one
+//	queue.npy                           HDGE's queue of past logits (C×K float32), for pxsim
 type Index struct {
 	Format         string         `json:"format"`
 	Title          string         `json:"title"`
@@ -39,6 +40,9 @@ type Index struct {
 	Training       string         `json:"training,omitempty"`        // file in the folder
 	TrainingSource string         `json:"training_source,omitempty"` // where it was copied from
 	PGD            *PGDEntry      `json:"pgd,omitempty"`
+	// Queue is HDGE's queue (QueueFile) and Contrast the settings pxsim scores it with.
+	Queue    string    `json:"queue,omitempty"`
+	Contrast *Contrast `json:"contrast,omitempty"`
 }
 
 // SetEntry is one evaluated set.
@@ -107,7 +111,7 @@ func ReadIndex(dir string) (*Index, error) {
 	if idx.Test.Logits == "" || idx.Test.Labels == "" {
 		return nil, fmt.Errorf("%s: no in-distribution logits and labels listed", path)
 	}
-	files := []string{idx.Test.Logits, idx.Test.Labels, idx.Training}
+	files := []string{idx.Test.Logits, idx.Test.Labels, idx.Training, idx.Queue}
 	for _, s := range idx.OOD {
 		if s.Logits == "" {
 			return nil, fmt.Errorf("%s: OOD set %q lists no logits file", path, s.Name)

@@ -26,6 +26,7 @@ func main() {
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "only", Usage: "run only these sections: " + strings.Join(bench.Sections, ", ")},
 			&cli.BoolFlag{Name: "quick", Usage: "tiny inputs and one repetition: checks every code path in a few minutes"},
+			&cli.StringFlag{Name: "precision", Value: "fp32", Usage: "fp32, or bf16 on both sides (hdge-torch --precision bf16; the reference under torch.autocast): needs a CPU with AMX or AVX512-BF16, or a GPU"},
 			&cli.StringFlag{Name: "out", Value: "bench/results.md", Usage: "markdown report (\"\" to skip)"},
 			&cli.StringFlag{Name: "json", Value: "bench/results.json", Usage: "JSON results (\"\" to skip)"},
 			&cli.StringFlag{Name: "work", Value: "bench/out", Usage: "scratch folder (prepared data, run folders)"},
@@ -69,6 +70,7 @@ func run(c *cli.Context) error {
 	res, err := bench.Run(ctx, bench.Options{
 		Quick: c.Bool("quick"), Out: c.String("out"), JSON: c.String("json"), Work: c.String("work"),
 		Only: c.StringSlice("only"), Reps: c.Int("reps"), Device: c.String("device"), Threads: c.Int("threads"), Workers: c.Int("workers"),
+		Precision:  c.String("precision"),
 		SharedData: shared, FashionDir: c.String("fashion-dir"),
 		FashionModel: c.String("fashion-model"), CIFARModel: c.String("cifar-model"),
 		FashionNorm: c.String("fashion-norm"), CIFARNorm: c.String("cifar-norm"), Python: c.String("python"),

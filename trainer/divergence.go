@@ -1,0 +1,186 @@
+package trainer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/hdge-torch/hdge-torch/internal/settings"
+	"github.com/hdge-torch/hdge-torch/torch"
+)
+
+// DivergenceSettings say what a run does when its training diverges: a non-finite loss, or an
+// energy term (JEM's log q(x) of the data or the samples) whose magnitude passes a threshold,
+// which is how SGLD training fails before it overflows (JEM's issues #4 and #8).
+type DivergenceSettings struct {
+	OnDivergence     string  `json:"on_divergence"`
+	DivergenceEnergy float64 `json:"divergence_energy"`
+	MaxRestarts      int     `json:"max_restarts"`
+	RestartLRScale   float64 `json:"restart_lr_scale"`
+}
+
+const groupDivergence = "divergence"
+
+func init() {
+	registerSettings(
+		settings.String("on-divergence", groupDivergence, operational, "stop", "stop (keep the last good checkpoint and fail) or restart (roll back to it, re-seed the sampler, maybe lower the lr, go on)",
+			func(c *Config) *string { return &c.OnDivergence }, settings.OneOf("stop", "restart")),
+		settings.Float("divergence-energy", groupDivergence, operational, 1e4, "an energy term (loss_energy_*) of larger magnitude counts as divergence (0 = only non-finite losses)",
+			func(c *Config) *float64 { return &c.DivergenceEnergy }, settings.NonNegative),
+		settings.Int("max-restarts", groupDivergence, operational, 3, "with --on-divergence restart: restarts before the run gives up",
+			func(c *Config) *int { return &c.MaxRestarts }, settings.AtLeast(0)),
+		settings.Float("restart-lr-scale", groupDivergence, operational, 1, "with --on-divergence restart: the lr is multiplied by this at each restart (JEM's authors: a lower lr helps)",
+			func(c *Config) *float64 { return &c.RestartLRScale }, func(x float64) error {
+				if x > 0 && x <= 1 {
+					return nil
+				}
+				return fmt.Errorf("must be in (0, 1], got %g", x)
+			}),
+	)
+}
+
+// divergenceState is what a run remembers of its restarts. It is not checkpointed: a resumed run
+// starts with the full --max-restarts and the configured lr.
+type divergenceState struct {
+	restarts int
+	lrScale  float64 // 0 means 1
+}
+
+func (d *divergenceState) scale() float64 {
+	if d.lrScale == 0 {
+		return 1
+	}
+	return d.lrScale
+}
+
+// errRestart asks Train to roll back and run the loop again.
+type errRestart struct {
+	step   int
+	reason string
+}
+
+func (e *errRestart) Error() string {
+	return fmt.Sprintf("step %d diverged (%s)", e.step, e.reason)
+}
+
+// divergence names why a step's values count as divergence, or is "" when they do not.
+func (c *Config) divergence(values map[string]float64) string {
+	if !finite(values) {
+		return "loss is not finite"
+	}
+	if c.DivergenceEnergy > 0 {
+		for _, k := range sortedKeys(values) {
+			if strings.HasPrefix(k, "loss_"+energyPrefix) && math.Abs(values[k]) > c.DivergenceEnergy {
+				return fmt.Sprintf("|%s| = %.4g is above --divergence-energy %g", k, math.Abs(values[k]), c.DivergenceEnergy)
+			}
+		}
+	}
+	return ""
+}
+
+// diverged records a divergence at the step and returns the loop's error: the run's stop (as
+// before this setting existed) or an errRestart for Train to act on.
+func (st *runState) diverged(epoch int, values map[string]float64, reason string) error {
+	rec := map[string]any{"step": st.step, "epoch": epoch, "error": reason, "event": "divergence"}
+	if !finite(values) {
+		rec["error"] = "non-finite loss"
+	}
+	for k, v := range values {
+		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+			rec[k] = v
+		}
+	}
+	if err := st.writeMetrics(rec); err != nil {
+		st.log.Error("recording the failure", zap.Error(err))
+	}
+	if st.cfg.OnDivergence == "restart" {
+		return &errRestart{step: st.step, reason: reason}
+	}
+	last := st.lastCkpt
+	if last == "" {
+		last = "none (no checkpoint was written before the failure)"
+	}
+	hint := "Try a lower --lr"
+	if !finite(values) {
+		reason = "loss is not finite (" + formatTerms(values) + ")"
+	} else {
+		hint = "Try a lower --lr, --energy-l2 0.1, more --sgld-steps, or --on-divergence restart"
+	}
+	return fmt.Errorf("step %d: %s; the run stopped without saving this state. Last good checkpoint: %s. %s",
+		st.step, reason, last, hint)
+}
+
+// firstCheckpoint makes sure a run that may restart has a checkpoint to roll back to.
+func (st *runState) firstCheckpoint() error {
+	if st.cfg.OnDivergence != "restart" || st.lastCkpt != "" {
+		return nil
+	}
+	if err := st.checkpoint(false); err != nil {
+		return fmt.Errorf("--on-divergence restart: the initial checkpoint: %w", err)
+	}
+	return nil
+}
+
+// restart rolls the run back to its last checkpoint after the divergence err, with the
+// objective's generator re-seeded (new SGLD noise and buffer draws, as JEM's authors restarted
+// with a new seed) and the lr scaled by --restart-lr-scale, or gives up after --max-restarts.
+func (st *runState) restart(err error) error {
+	var r *errRestart
+	if !errors.As(err, &r) {
+		return err
+	}
+	if st.div.restarts >= st.cfg.MaxRestarts {
+		return fmt.Errorf("%w; it diverged %d times, after %d restarts (--max-restarts %d). Last good checkpoint: %s",
+			r, st.div.restarts+1, st.div.restarts, st.cfg.MaxRestarts, st.lastCkpt)
+	}
+	st.div.restarts++
+	path := st.lastCkpt
+	if err := st.restore(path); err != nil {
+		return fmt.Errorf("%w; rolling back to %s: %w", r, path, err)
+	}
+	// A fresh stream for the objective, distinct from every other restart's and from the run's
+	// other generators' seeds (seed+1, seed+2).
+	seed := st.cfg.Seed + seedObjective + uint64(st.div.restarts)<<32
+	fresh, err := torch.NewGenerator(seed, torch.CPU)
+	if err != nil {
+		return err
+	}
+	state, err := fresh.State()
+	fresh.Close()
+	if err == nil {
+		err = st.gens["objective"].SetState(state)
+	}
+	if err != nil {
+		return fmt.Errorf("re-seeding the objective's generator: %w", err)
+	}
+	st.div.lrScale = st.div.scale() * st.cfg.RestartLRScale
+	rec := map[string]any{"step": st.step, "epoch": st.pos.Epoch, "event": "restart", "restart": st.div.restarts,
+		"diverged_at_step": r.step, "reason": r.reason, "checkpoint": path, "lr_scale": st.div.scale(), "objective_seed": seed}
+	if err := st.writeMetrics(rec); err != nil {
+		return err
+	}
+	st.log.Warn("diverged: restarting from the last checkpoint", zap.Int("restart", st.div.restarts),
+		zap.Int("max_restarts", st.cfg.MaxRestarts), zap.Int("diverged_at_step", r.step), zap.String("reason", r.reason),
+		zap.String("checkpoint", path), zap.Int("step", st.step), zap.Float64("lr_scale", st.div.scale()))
+	return nil
+}
+
+// trainWithRestarts is the loop, run again after each restart.
+func (st *runState) trainWithRestarts(loop func() (*Summary, error)) (*Summary, error) {
+	if err := st.firstCheckpoint(); err != nil {
+		return nil, err
+	}
+	for {
+		sum, err := loop()
+		var r *errRestart
+		if !errors.As(err, &r) {
+			return sum, err
+		}
+		if err := st.restart(err); err != nil {
+			return sum, err
+		}
+	}
+}
