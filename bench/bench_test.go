@@ -143,8 +143,19 @@ func TestQuickBench(t *testing.T) {
 		positive(t, f.Config+" Go GFLOP/s", f.GoGFLOPS)
 		positive(t, f.Config+" Python GFLOP/s", f.PyGFLOPS)
 	}
-	if len(got.Targets) != 4+2+1+1 {
-		t.Errorf("%d targets, want 8", len(got.Targets))
+	if len(got.DDP) != 3 {
+		t.Errorf("%d data-parallel rows, want 1×1, 1×2 and 2×1", len(got.DDP))
+	}
+	for _, r := range got.DDP {
+		positive(t, r.Layout+" Go img/s", r.GoImgPerS)
+		positive(t, r.Layout+" Python img/s", r.PyImgPerS)
+		if r.Processes > 1 {
+			positive(t, r.Layout+" Go all-reduce ms", r.GoAllReduceMS)
+			positive(t, r.Layout+" Python all-reduce ms", r.PyAllReduceMS)
+		}
+	}
+	if len(got.Targets) != 4+2+1+1+2 {
+		t.Errorf("%d targets, want 10", len(got.Targets))
 	}
 
 	text, err := os.ReadFile(md)
@@ -155,7 +166,7 @@ func TestQuickBench(t *testing.T) {
 		t.Error("results.md differs from the rendered results")
 	}
 	for _, h := range []string{"## Targets", "## Training throughput", "## HDGE step against CE step", "## The contrastive term alone",
-		"## Data pipeline", "## Evaluation", "## Peak memory of a training run", "## FLOP rate of a training step", "## Parity"} {
+		"## Data pipeline", "## Evaluation", "## Peak memory of a training run", "## FLOP rate of a training step", "## Parity", "## Data-parallel training"} {
 		if !strings.Contains(string(text), h) {
 			t.Errorf("results.md lacks %q", h)
 		}

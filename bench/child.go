@@ -63,6 +63,8 @@ func runChild(rc RunConfig) (*RunResult, error) {
 		return goParity(rc)
 	case "peak":
 		return goPeak(rc)
+	case "ddp":
+		return goDDP(rc)
 	}
 	return nil, fmt.Errorf("unknown mode %q", rc.Mode)
 }

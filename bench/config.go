@@ -80,7 +80,8 @@ type RunConfig struct {
 	Steps         int `json:"steps,omitempty"`
 	WarmupBatches int `json:"warmup_batches,omitempty"`
 	Batches       int `json:"batches,omitempty"`
-	Size          int `json:"size,omitempty"` // peak: n of the n×n matrix product
+	Size          int `json:"size,omitempty"`  // peak: n of the n×n matrix product
+	World         int `json:"world,omitempty"` // ddp: processes
 
 	Dir        string `json:"dir,omitempty"`        // a scratch folder of the run's own
 	Checkpoint string `json:"checkpoint,omitempty"` // where a training run saves its final state
@@ -144,6 +145,10 @@ type RunResult struct {
 	Threads   int    `json:"threads"`
 	Torch     string `json:"torch,omitempty"`
 	Python    string `json:"python,omitempty"`
+
+	// ddp: every rank's images per second, and the all-reduce times (bench/ddp.go).
+	GlobalImgS float64   `json:"global_img_s,omitempty"`
+	AllReduceS []float64 `json:"allreduce_s,omitempty"`
 
 	Measured measured `json:"measured"`
 }

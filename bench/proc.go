@@ -61,6 +61,10 @@ func (l *launcher) run(ctx context.Context, side string, rc RunConfig) (*RunResu
 		cmd.Env = append(os.Environ(), envChild+"=1", envConfig+"="+string(cfg))
 	case sidePy:
 		cmd = exec.CommandContext(ctx, l.python, l.reference, "--config", string(cfg))
+		if rc.Mode == "ddp" {
+			cmd = exec.CommandContext(ctx, l.python, filepath.Join(filepath.Dir(l.reference), "ddp_reference.py"),
+				"--spawn", strconv.Itoa(max(1, rc.World)), "--config", string(cfg))
+		}
 		cmd.Env = os.Environ()
 	default:
 		return nil, fmt.Errorf("unknown side %q", side)

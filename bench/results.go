@@ -22,6 +22,7 @@ type Results struct {
 	Pipeline    []PipelineRow  `json:"pipeline"`
 	Eval        EvalRow        `json:"eval"`
 	FLOPs       []FLOPRow      `json:"flops"`
+	DDP         []DDPRow       `json:"ddp,omitempty"`
 	Targets     []Target       `json:"targets"`
 	Seconds     float64        `json:"seconds"`
 }

@@ -22,6 +22,9 @@ import (
 //go:embed reference.py
 var referencePy []byte
 
+//go:embed ddp_reference.py
+var ddpReferencePy []byte
+
 // Options configure a benchmark run.
 type Options struct {
 	Quick bool
@@ -77,7 +80,7 @@ func (o *Options) defaults() {
 }
 
 // Sections are the parts of the benchmark that Options.Only can select.
-var Sections = []string{"training", "stepratio", "contrastive", "pipeline", "evaluation"}
+var Sections = []string{"training", "stepratio", "contrastive", "pipeline", "evaluation", "ddp"}
 
 // runner carries the state of one benchmark run.
 type runner struct {
@@ -155,6 +158,9 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if err := os.WriteFile(ref, referencePy, 0o644); err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(filepath.Join(work, "ddp_reference.py"), ddpReferencePy, 0o644); err != nil {
+		return nil, err
+	}
 	r := &runner{o: o, su: su, work: work, ctx: ctx,
 		l: &launcher{exe: exe, python: o.Python, reference: ref},
 		res: &Results{Machine: newMachine(o.Device, o.Threads),
@@ -177,6 +183,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		{"pipeline", r.pipeline},
 		{"evaluation", r.evaluation},
 		{"flops", r.flops},
+		{"ddp", r.dataParallel},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
@@ -603,6 +610,7 @@ func targets(res *Results, device string) []Target {
 	}
 	ts = append(ts, Target{Name: "data wait during training (Go, worst configuration)", Want: "< 2 % of step time",
 		Got: fmt.Sprintf("%.3f %% (%s)", worst, where), Met: worst < 2})
+	ts = append(ts, ddpTargets(res)...)
 	gpu := Target{Name: "the same comparison on a GPU (wrn-28-10, CUDA tensors)", Want: "run", Got: "not run: no GPU on this machine"}
 	if strings.HasPrefix(device, "cuda") {
 		gpu.Got, gpu.Met = "this run, on "+device, true

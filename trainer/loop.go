@@ -53,6 +53,9 @@ type Options struct {
 	Resume string
 	// SkipTest skips the final test-set evaluation.
 	SkipTest bool
+	// Group, when it has more than one rank, makes the run one rank of data-parallel training
+	// (trainer/ddp.go): --batch-size is per process, rank 0 alone writes.
+	Group Group
 }
 
 type runState struct {
@@ -74,6 +77,7 @@ type runState struct {
 	shape    [3]int
 	prec     torch.Precision
 	div      divergenceState
+	par      *parallel // nil in one process
 }
 
 // Optimizer is what the loop needs of torch's Adam and SGD.
@@ -172,17 +176,28 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	}
 	classes := len(full.Classes)
 
-	if err := os.MkdirAll(model.CheckpointDir(cfg.Out), 0o755); err != nil {
-		return nil, fmt.Errorf("--out: %w", err)
+	leader := opts.Group == nil || opts.Group.Rank() == 0
+	world := 1
+	if opts.Group != nil {
+		world = opts.Group.WorldSize()
 	}
-	if err := writeJSON(filepath.Join(cfg.Out, "config.json"), cfg); err != nil {
-		return nil, fmt.Errorf("--out: writing config: %w", err)
+	var mf *os.File
+	if leader {
+		if err := os.MkdirAll(model.CheckpointDir(cfg.Out), 0o755); err != nil {
+			return nil, fmt.Errorf("--out: %w", err)
+		}
+		cj, err := withWorld(cfg, world)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeRawJSON(filepath.Join(cfg.Out, "config.json"), cj); err != nil {
+			return nil, fmt.Errorf("--out: writing config: %w", err)
+		}
+		if mf, err = os.OpenFile(filepath.Join(cfg.Out, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
+			return nil, fmt.Errorf("--out: %w", err)
+		}
+		defer mf.Close()
 	}
-	mf, err := os.OpenFile(filepath.Join(cfg.Out, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("--out: %w", err)
-	}
-	defer mf.Close()
 
 	m, err := model.Build(cfg.modelSettings(), full.C, classes, cfg.Seed)
 	if err != nil {
@@ -213,7 +228,7 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 		}
 		log.Info("initialised", zap.String("init", cfg.Init), zap.String("checkpoint", from), zap.Bool("freeze_features", cfg.FreezeFeatures))
 	}
-	if cfg.TensorBoard {
+	if cfg.TensorBoard && leader {
 		if st.tb, err = tbevent.NewWriter(filepath.Join(cfg.Out, "tensorboard")); err != nil {
 			return nil, fmt.Errorf("--tensorboard: %w", err)
 		}
@@ -226,12 +241,20 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	defer st.obj.Close()
 	st.opt = NewOptimizer(cfg, append(st.stepNet.Parameters(), st.obj.Parameters()...))
 	defer st.opt.Close()
+	st.par = newParallel(opts.Group, m.Dev, append(m.Parameters(), st.obj.Parameters()...), buffersOf(m))
+	if st.par != nil && cfg.OnDivergence == "restart" {
+		// Each rank would decide on its own slice's loss to roll back, and the replicas part.
+		return nil, fmt.Errorf("--on-divergence restart is not supported with %d data-parallel processes: use --on-divergence stop", st.par.world())
+	}
 	if resumeFrom != "" {
 		if err := st.restore(resumeFrom); err != nil {
 			return nil, err
 		}
 		log.Info("resumed", zap.String("checkpoint", resumeFrom), zap.Int("step", st.step),
 			zap.Int("epoch", st.pos.Epoch), zap.Int("batch", st.pos.Batch))
+	}
+	if err := st.par.syncState(); err != nil {
+		return nil, err
 	}
 	log.Info("run", zap.String("dir", cfg.Out), zap.String("dataset", cfg.Dataset), zap.Int("train", train.N),
 		zap.Int("val", cfg.ValSize), zap.String("model", cfg.Model), zap.Int64("params", m.NumParams()),
@@ -242,6 +265,9 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 		return sum, err
 	}
 	if sum.AlreadyDone {
+		return sum, nil
+	}
+	if !leader {
 		return sum, nil
 	}
 	if !opts.SkipTest {
@@ -284,6 +310,9 @@ func (st *runState) restore(path string) error {
 	if err != nil {
 		return fmt.Errorf("%s: config: %w", path, err)
 	}
+	if err := checkWorld(path, old, worldOf(ck.Config), st.cfg, st.par.world()); err != nil {
+		return err
+	}
 	if err := st.model.LoadStateDict(ck.Model); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -319,9 +348,12 @@ func (st *runState) restore(path string) error {
 }
 
 func (st *runState) checkpoint(best bool) error {
+	if !st.par.leader() {
+		return nil
+	}
 	s := torch.NewScope()
 	defer s.Close()
-	cfg, err := json.Marshal(st.cfg)
+	cfg, err := withWorld(st.cfg, st.par.world())
 	if err != nil {
 		return err
 	}
@@ -368,6 +400,9 @@ func (st *runState) checkpoint(best bool) error {
 // writeMetrics appends one record to metrics.jsonl; a failed write stops the run, since the
 // record of what it did would be incomplete.
 func (st *runState) writeMetrics(m map[string]any) error {
+	if st.metrics == nil { // a data-parallel rank other than 0
+		return nil
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("metrics record: %w", err)
@@ -404,8 +439,10 @@ func (st *runState) totalSteps(perEpoch int) int {
 
 func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summary, error) {
 	cfg := st.cfg
+	world := st.par.world()
 	loader := data.NewLoader(train, data.LoaderConfig{
-		BatchSize: cfg.BatchSize, Workers: cfg.Workers, Prefetch: 4, Shuffle: true, DropLast: true, Seed: cfg.Seed,
+		Shard:     data.Shard{Rank: st.par.rank(), Count: world},
+		BatchSize: cfg.BatchSize * world, Workers: cfg.Workers, Prefetch: 4, Shuffle: true, DropLast: true, Seed: cfg.Seed,
 		Augment: data.Augment{Crop: cfg.crop(train.H), Flip: cfg.flip(), Noise: cfg.Noise},
 		Views:   viewsOf(cfg), ViewAugment: viewAugments(cfg),
 	})
@@ -414,7 +451,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	}
 	perEpoch := loader.BatchesPerEpoch()
 	if perEpoch == 0 {
-		return nil, fmt.Errorf("--batch-size %d is larger than the training set (%d images)", cfg.BatchSize, train.N)
+		return nil, fmt.Errorf("--batch-size %d × %d process(es) is larger than the training set (%d images)", cfg.BatchSize, world, train.N)
 	}
 	total := st.totalSteps(perEpoch)
 	sum := &Summary{RunDir: cfg.Out, BestValAcc: st.bestVal, Precision: st.prec.String()}
@@ -441,7 +478,11 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	params := append(st.stepNet.Parameters(), st.obj.Parameters()...)
 	var lastVal float64
 	for st.step < total {
-		if ctx.Err() != nil {
+		stop, err := st.par.anyStop(ctx.Err() != nil)
+		if err != nil {
+			return sum, fmt.Errorf("step %d: %w", st.step, err)
+		}
+		if stop {
 			if err := st.checkpoint(false); err != nil {
 				return sum, fmt.Errorf("interrupted at step %d, and saving the checkpoint failed: %w", st.step, err)
 			}
@@ -462,8 +503,18 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		}
 		lr := cfg.lrAt(st.step, b.Epoch, total) * st.div.scale()
 		st.opt.SetLR(lr)
-		values, err := TrainStep(StepInput{Model: st.stepNet, Opt: st.opt, Params: params, Obj: st.obj, Gen: st.gens["objective"],
-			Shape: st.shape, Index: st.step, Precision: st.prec}, b)
+		if err := st.par.syncBuffers(); err != nil {
+			return sum, fmt.Errorf("step %d: %w", st.step, err)
+		}
+		in := StepInput{Model: st.stepNet, Opt: st.opt, Params: params, Obj: st.obj, Gen: st.gens["objective"],
+			Shape: st.shape, Index: st.step, Precision: st.prec}
+		if st.par != nil {
+			in.AfterBackward, in.Gather = st.par.averageGrads, st.par.gather()
+		}
+		values, err := TrainStep(in, b)
+		if err == nil {
+			err = st.par.takeErr()
+		}
 		loader.Recycle(b)
 		if err != nil {
 			return sum, fmt.Errorf("step %d: %w", st.step, err)
@@ -476,7 +527,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		if st.pos.Batch >= perEpoch {
 			st.pos = data.Position{Epoch: b.Epoch + 1, Batch: 0}
 		}
-		winImgs += len(b.Y)
+		winImgs += len(b.Y) * world
 		if bar != nil {
 			_ = bar.Add(1)
 			bar.Describe(fmt.Sprintf("epoch %d loss %.4f", b.Epoch+1, values["loss"]))
@@ -503,7 +554,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 			winStart, winImgs, winWait = time.Now(), 0, 0
 		}
 		epochEnd := st.pos.Batch == 0
-		doVal := val != nil && ((cfg.ValEvery > 0 && st.step%cfg.ValEvery == 0) || (cfg.ValEvery == 0 && epochEnd) || st.step == total)
+		doVal := val != nil && st.par.leader() && ((cfg.ValEvery > 0 && st.step%cfg.ValEvery == 0) || (cfg.ValEvery == 0 && epochEnd) || st.step == total)
 		best := false
 		if doVal {
 			acc, loss, err := st.model.Evaluate(val, cfg.Noise, 256)
@@ -529,11 +580,14 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	if bar != nil {
 		_ = bar.Finish()
 	}
+	if err := st.par.checkReplicas(st.obj); err != nil {
+		return sum, err
+	}
 	el := time.Since(start).Seconds()
 	done := st.step - startStep
 	sum.Steps, sum.Epochs, sum.ValAcc, sum.BestValAcc = st.step, st.pos.Epoch, lastVal, st.bestVal
 	sum.Seconds = el
-	sum.ImgPerSec = float64(done*cfg.BatchSize) / el
+	sum.ImgPerSec = float64(done*cfg.BatchSize*world) / el
 	sum.DataWait = waited.Seconds() / el
 	sum.Checkpoint = st.lastCkpt
 	st.log.Info("done", zap.Int("steps", st.step), zap.Float64("seconds", el), zap.Float64("img/s", sum.ImgPerSec),

@@ -16,6 +16,9 @@ type StepInput struct {
 	Shape  [3]int           // C, H, W
 	Index  int
 	Gather func(s *torch.Scope, t *torch.Tensor) *torch.Tensor
+	// AfterBackward, when set, runs between backward and the optimiser step with the step's
+	// scope: data-parallel training averages the gradients there.
+	AfterBackward func(s *torch.Scope) error
 	// Precision of the step's convolutions and linear layers; the logits, losses and every
 	// objective's state stay fp32 (torch.Scope.SetPrecision).
 	Precision torch.Precision
@@ -83,6 +86,11 @@ func TrainStep(in StepInput, b data.Batch) (map[string]float64, error) {
 	s.Backward(loss)
 	if err := s.Err(); err != nil {
 		return nil, err
+	}
+	if in.AfterBackward != nil {
+		if err := in.AfterBackward(s); err != nil {
+			return nil, err
+		}
 	}
 	if err := in.Opt.Step(); err != nil {
 		return nil, err

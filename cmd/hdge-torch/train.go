@@ -67,6 +67,11 @@ func runTrain(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return cli.Exit(fmt.Sprintf("train takes no arguments, got %q (flags start with --)", c.Args().First()), 2)
 	}
+	w, launched, ddpErr := startDataParallel(c) // cmd/hdge-torch/ddp.go
+	if launched || ddpErr != nil {
+		return ddpErr
+	}
+	defer w.close()
 	var cfg trainer.Config
 	var err error
 	if r := c.String("resume"); r != "" {
@@ -104,10 +109,11 @@ func runTrain(c *cli.Context) error {
 			cfg.Out = filepath.Join("runs", fmt.Sprintf("%s-%s-%s", name, cfg.Objective, time.Now().Format("20060102-150405")))
 		}
 	}
+	w.prepare(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
-	log, progress, err := commandLogging(c, "--out", cfg.Out, "train.log")
+	log, progress, err := w.logging(c, cfg.Out)
 	if err != nil {
 		return err
 	}
@@ -115,14 +121,20 @@ func runTrain(c *cli.Context) error {
 	if _, warning, old := trainer.DeprecatedObjective(c.String("objective")); old && c.IsSet("objective") {
 		log.Warn(warning)
 	}
-	opts := trainer.Options{Log: log, Progress: progress, Resume: c.String("resume"), SkipTest: c.Bool("skip-test")}
+	opts := trainer.Options{Log: log, Progress: progress, Resume: c.String("resume"), SkipTest: c.Bool("skip-test"), Group: w.trainGroup()}
 	sum, err := trainer.Train(c.Context, cfg, opts)
+	if errors.Is(err, trainer.ErrInterrupted) && !w.leader() {
+		return cli.Exit("", exitInterrupted)
+	}
 	if errors.Is(err, trainer.ErrInterrupted) {
 		fmt.Fprintf(os.Stderr, "interrupted at step %d; checkpoint %s\nresume with: hdge-torch train --resume %s\n", sum.Steps, sum.Checkpoint, cfg.Out)
 		return cli.Exit("", exitInterrupted)
 	}
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
+	}
+	if !w.leader() {
+		return nil
 	}
 	if sum.AlreadyDone {
 		fmt.Printf("run %s was already complete at step %d; nothing was trained. Last checkpoint: %s\n", sum.RunDir, sum.Steps, sum.Checkpoint)
