@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -54,6 +55,13 @@ func runScore(c *cli.Context) error {
 	}
 	if cfg.Checkpoint == "" {
 		return cli.Exit("score needs --checkpoint RUN_OR_FILE", 2)
+	}
+	for _, in := range cfg.Inputs {
+		// The command line stops reading flags at the first input, so a flag after one would be
+		// scored as a file name.
+		if strings.HasPrefix(in, "-") {
+			return cli.Exit(fmt.Sprintf("%s comes after the inputs: flags go before them (hdge-torch score --checkpoint RUN [flags] INPUT...)", in), 2)
+		}
 	}
 	if _, err := os.Stat(cfg.Checkpoint); err != nil {
 		return cli.Exit(fmt.Sprintf("--checkpoint: %v", err), 2)

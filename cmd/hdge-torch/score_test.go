@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"image"
 	"image/color"
 	"image/png"
@@ -20,6 +21,7 @@ import (
 	"github.com/hdge-torch/hdge-torch/eval/score"
 	"github.com/hdge-torch/hdge-torch/internal/testutil"
 	"github.com/hdge-torch/hdge-torch/trainer"
+	"github.com/urfave/cli/v2"
 )
 
 // refPython is Debian's interpreter, which has torch 1.13.
@@ -323,4 +325,15 @@ func TestScoreExport(t *testing.T) {
 			t.Errorf("test accuracy %g from the run, %g from the round trip through the released layout", a, b)
 		}
 	})
+}
+
+// TestScoreFlagAfterInputs: a flag written after the inputs is refused by name instead of being
+// scored as a file (the command line stops reading flags at the first input).
+func TestScoreFlagAfterInputs(t *testing.T) {
+	app := &cli.App{Name: "hdge-torch", Commands: []*cli.Command{scoreCommand()}, ExitErrHandler: func(*cli.Context, error) {}}
+	err := app.RunContext(context.Background(), []string{"hdge-torch", "score", "--checkpoint", "runs/x", "a.png", "--out", "s.csv"})
+	var ec cli.ExitCoder
+	if !errors.As(err, &ec) || ec.ExitCode() != 2 || !strings.Contains(err.Error(), "--out comes after the inputs") {
+		t.Fatalf("err = %v, want exit 2 naming --out", err)
+	}
 }
