@@ -66,7 +66,7 @@ func expand(src data.Source, inputs []string) []item {
 				out = append(out, item{name: in, err: werr})
 			}
 			if len(files) == 0 {
-				out = append(out, item{name: in, err: fmt.Errorf("folder holds no PNG or JPEG images")})
+				out = append(out, item{name: in, err: fmt.Errorf("folder holds no PNG or JPEG images (a dataset's files are named FORMAT:PATH, e.g. idx:%s or cifar10:%s)", in, in)})
 			}
 			slices.Sort(files)
 			for _, f := range files {
