@@ -109,12 +109,18 @@ func goTrain(rc RunConfig) (*RunResult, error) {
 	if _, err := trainer.Train(context.Background(), cfg, trainer.Options{SkipTest: true}); err != nil {
 		return nil, err
 	}
+	return readStepTimes(rc, rc.Batch)
+}
+
+// readStepTimes reads a run's metrics.jsonl, one record per step, into step and data-wait times
+// after the warm-up steps; batch is the images one step trains on (every rank's together).
+func readStepTimes(rc RunConfig, batch int) (*RunResult, error) {
 	f, err := os.Open(filepath.Join(rc.Dir, "metrics.jsonl"))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	res := &RunResult{Batch: rc.Batch}
+	res := &RunResult{Batch: batch}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var m struct {
@@ -128,13 +134,16 @@ func goTrain(rc RunConfig) (*RunResult, error) {
 		if m.ImgPerS == nil || m.Step <= rc.WarmupSteps {
 			continue
 		}
-		res.StepS = append(res.StepS, float64(rc.Batch) / *m.ImgPerS)
+		res.StepS = append(res.StepS, float64(batch) / *m.ImgPerS)
 		res.WaitS = append(res.WaitS, *m.DataWaitMS/1000)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
 	}
 	if len(res.StepS) != rc.Steps {
 		return nil, fmt.Errorf("metrics.jsonl has %d measured steps, want %d", len(res.StepS), rc.Steps)
 	}
-	return res, sc.Err()
+	return res, nil
 }
 
 // stepper runs the training loop's own step (trainer.TrainStep) on one model outside the loop,

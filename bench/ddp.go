@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -214,33 +213,9 @@ func goDDP(rc RunConfig) (*RunResult, error) {
 // readDDP turns rank 0's metrics (one record per step, img/s of every rank's images) into the
 // row's figures.
 func readDDP(rc RunConfig, world int) (*RunResult, error) {
-	f, err := os.Open(filepath.Join(rc.Dir, "metrics.jsonl"))
+	res, err := readStepTimes(rc, rc.Batch*world)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	res := &RunResult{Batch: rc.Batch * world}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m struct {
-			Step       int      `json:"step"`
-			ImgPerS    *float64 `json:"img_per_s"`
-			DataWaitMS *float64 `json:"data_wait_ms"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			return nil, fmt.Errorf("metrics.jsonl: %w", err)
-		}
-		if m.ImgPerS == nil || m.Step <= rc.WarmupSteps {
-			continue
-		}
-		res.StepS = append(res.StepS, float64(res.Batch) / *m.ImgPerS)
-		res.WaitS = append(res.WaitS, *m.DataWaitMS/1000)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(res.StepS) != rc.Steps {
-		return nil, fmt.Errorf("metrics.jsonl has %d measured steps, want %d", len(res.StepS), rc.Steps)
 	}
 	res.GlobalImgS = float64(res.Batch*len(res.StepS)) / sum(res.StepS)
 	if world > 1 {
