@@ -8,6 +8,9 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/hdge-torch/hdge-torch/internal/atomicfile"
 	"github.com/hdge-torch/hdge-torch/nn"
@@ -161,6 +164,23 @@ func (p *parallel) anyStop(local bool) (bool, error) {
 		return false, err
 	}
 	return x > 0, nil
+}
+
+// logStats reports what the collectives cost per step, waiting for the slower rank included: the
+// share of a data-parallel step that is not computing.
+func (p *parallel) logStats(log *zap.Logger, steps int) {
+	if p == nil || steps <= 0 {
+		return
+	}
+	sg, ok := p.g.(interface{ Stats() c10d.Stats })
+	if !ok {
+		return
+	}
+	st := sg.Stats()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(steps) }
+	log.Info("collectives per step", zap.Float64("all_reduce_ms", ms(st.AllReduceTime)),
+		zap.Float64("all_gather_ms", ms(st.AllGatherTime)), zap.Float64("broadcast_ms", ms(st.BroadcastTime)),
+		zap.Int("gradient_buckets", st.LastBuckets))
 }
 
 // wrap names the lost ranks in the message, which is what a user reads first.

@@ -592,6 +592,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	sum.Checkpoint = st.lastCkpt
 	st.log.Info("done", zap.Int("steps", st.step), zap.Float64("seconds", el), zap.Float64("img/s", sum.ImgPerSec),
 		zap.Float64("data_wait_frac", sum.DataWait), zap.String("checkpoint", st.lastCkpt))
+	st.par.logStats(st.log, done)
 	return sum, nil
 }
 

@@ -133,6 +133,10 @@ type Stats struct {
 	AllReduceCalls int
 	AllReduceTime  time.Duration
 	LastBuckets    int // buckets of the last AllReduce
+	AllGatherCalls int
+	AllGatherTime  time.Duration
+	BroadcastCalls int
+	BroadcastTime  time.Duration
 }
 
 // Group is this rank's membership of a process group. Its methods are safe to call from several
@@ -268,9 +272,12 @@ func (g *Group) AllGather(s *torch.Scope, t *torch.Tensor) (*torch.Tensor, error
 		return nil, err
 	}
 	var out C.hdge_tensor
+	start := time.Now()
 	if e := C.hdge_dist_allgather(g.h, hs[0], 0, &out); e != nil {
 		return nil, g.err("AllGather", e)
 	}
+	g.stats.AllGatherCalls++
+	g.stats.AllGatherTime += time.Since(start)
 	r := s.WrapHandle("AllGather", unsafe.Pointer(out))
 	if r == nil {
 		return nil, s.Err()
@@ -287,9 +294,12 @@ func (g *Group) Broadcast(ts []*torch.Tensor, root int) error {
 	if err != nil || len(hs) == 0 {
 		return err
 	}
+	start := time.Now()
 	if e := C.hdge_dist_broadcast(g.h, &hs[0], C.int(len(hs)), C.int(root), C.int64_t(g.cfg.BucketBytes), 0); e != nil {
 		return g.err("Broadcast", e)
 	}
+	g.stats.BroadcastCalls++
+	g.stats.BroadcastTime += time.Since(start)
 	return nil
 }
 
