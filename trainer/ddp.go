@@ -37,12 +37,19 @@ type parallel struct {
 	buffers []*torch.Tensor // batch-norm statistics, rank 0's broadcast each step
 	dev     torch.Device    // where the model lives: NCCL reduces only CUDA tensors
 	err     error           // the first failure of Gather, which cannot return one
+	// The stop flag rides on the gradient all-reduce (one extra element in its last bucket)
+	// instead of a collective of its own: each collective is a point where both ranks wait for
+	// the slower one, and the step's jitter is paid once per such point.
+	wantStop, stopAll bool
 }
 
 func newParallel(g Group, dev torch.Device, params, buffers []*torch.Tensor) *parallel {
 	if g == nil || g.WorldSize() <= 1 {
 		return nil
 	}
+	// Grouped by dtype (running statistics, then the int64 counters), so that the per-step
+	// broadcast packs them into two buckets instead of alternating between dtypes layer by layer.
+	slices.SortStableFunc(buffers, func(a, b *torch.Tensor) int { return int(a.DType()) - int(b.DType()) })
 	return &parallel{g: g, dev: dev, params: params, buffers: buffers}
 }
 
@@ -92,16 +99,27 @@ func (p *parallel) syncBuffers() error {
 
 // averageGrads is the hook between backward and the optimiser step: every gradient becomes the
 // mean over the ranks, in buckets. Parameters without a gradient are skipped; every rank runs the
-// same graph, so they skip the same ones.
+// same graph, so they skip the same ones. The same all-reduce carries the ranks' wish to stop
+// (setStop before the step, stopped after it).
 func (p *parallel) averageGrads(s *torch.Scope) error {
 	if p == nil {
 		return nil
 	}
-	grads := make([]*torch.Tensor, 0, len(p.params))
+	grads := make([]*torch.Tensor, 0, len(p.params)+1)
 	for _, t := range p.params {
 		if g := s.Grad(t); g != nil {
 			grads = append(grads, g)
 		}
+	}
+	v := 0.0
+	if p.wantStop {
+		v = 1
+	}
+	var flag *torch.Tensor
+	if len(grads) > 0 {
+		// In the gradients' dtype, so that it joins their last bucket.
+		flag = s.Full([]int64{1}, v, grads[len(grads)-1].DType(), p.dev)
+		grads = append(grads, flag)
 	}
 	if err := s.Err(); err != nil {
 		return err
@@ -109,8 +127,32 @@ func (p *parallel) averageGrads(s *torch.Scope) error {
 	if err := p.g.AllReduce(grads, c10d.Mean); err != nil {
 		return p.wrap("averaging gradients", err)
 	}
+	if flag != nil {
+		x, err := flag.Item()
+		if err != nil {
+			return err
+		}
+		p.stopAll = x > 0
+	} else {
+		stop, err := p.anyStop(p.wantStop)
+		if err != nil {
+			return err
+		}
+		p.stopAll = stop
+	}
 	return nil
 }
+
+// setStop records this rank's wish to stop, for the next gradient all-reduce to carry.
+func (p *parallel) setStop(local bool) {
+	if p != nil {
+		p.wantStop = local
+	}
+}
+
+// stopped says whether some rank wished to stop as of the last step's all-reduce: every rank
+// gets the same answer after the same step.
+func (p *parallel) stopped() bool { return p != nil && p.stopAll }
 
 // gather is Step.Gather: t of every rank, in rank order. A failure is kept for the loop (the
 // step goes on with t alone and is then discarded with the error).

@@ -478,11 +478,9 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 	params := append(st.stepNet.Parameters(), st.obj.Parameters()...)
 	var lastVal float64
 	for st.step < total {
-		stop, err := st.par.anyStop(ctx.Err() != nil)
-		if err != nil {
-			return sum, fmt.Errorf("step %d: %w", st.step, err)
-		}
-		if stop {
+		// One process stops before a step once ctx is cancelled; several agree through the
+		// gradient all-reduce of a step, and all stop after that same step.
+		if (st.par == nil && ctx.Err() != nil) || st.par.stopped() {
 			if err := st.checkpoint(false); err != nil {
 				return sum, fmt.Errorf("interrupted at step %d, and saving the checkpoint failed: %w", st.step, err)
 			}
@@ -506,6 +504,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		if err := st.par.syncBuffers(); err != nil {
 			return sum, fmt.Errorf("step %d: %w", st.step, err)
 		}
+		st.par.setStop(ctx.Err() != nil)
 		in := StepInput{Model: st.stepNet, Opt: st.opt, Params: params, Obj: st.obj, Gen: st.gens["objective"],
 			Shape: st.shape, Index: st.step, Precision: st.prec}
 		if st.par != nil {
