@@ -143,11 +143,15 @@ func TestQuickBench(t *testing.T) {
 		positive(t, f.Config+" Go GFLOP/s", f.GoGFLOPS)
 		positive(t, f.Config+" Python GFLOP/s", f.PyGFLOPS)
 	}
-	if len(got.DDP) != 3 {
-		t.Errorf("%d data-parallel rows, want 1×1, 1×2 and 2×1", len(got.DDP))
+	if len(got.DDP) != 4 {
+		t.Errorf("%d data-parallel rows, want 1×1, 1×2, 2×1 and two independent 1×1", len(got.DDP))
 	}
 	for _, r := range got.DDP {
 		positive(t, r.Layout+" Go img/s", r.GoImgPerS)
+		if r.Independent {
+			positive(t, r.Layout+" efficiency", r.GoEfficiency)
+			continue
+		}
 		positive(t, r.Layout+" Python img/s", r.PyImgPerS)
 		if r.Processes > 1 {
 			positive(t, r.Layout+" Go all-reduce ms", r.GoAllReduceMS)
