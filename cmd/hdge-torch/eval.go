@@ -52,7 +52,7 @@ func evalConfig(c *cli.Context) (suite.Config, error) {
 	case logits != "":
 		for _, f := range modelFlags {
 			if c.IsSet(f) {
-				return suite.Config{}, cli.Exit(fmt.Sprintf("--%s cannot be used with --logits: an export is re-scored as it was made (only --out, --suites and --scores apply)", f), 2)
+				return suite.Config{}, cli.Exit(fmt.Sprintf("--%s cannot be used with --logits: an export is re-scored as it was made (only --out, --suites, --scores and --samples apply)", f), 2)
 			}
 		}
 		if out == "" {
