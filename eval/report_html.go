@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"image/png"
 	"math"
 	"slices"
 	"sort"
@@ -27,6 +28,22 @@ func (r *Report) WriteHTML(path string) error {
 type htmlFigure struct {
 	Name, Title string
 	Src         template.URL
+}
+
+// sampleFigure is a sample grid shown at a whole multiple of its size (pixels stay square and
+// sharp), as large as fits the page up to 4×.
+type sampleFigure struct {
+	htmlFigure
+	Width int
+}
+
+func sampleWidth(b []byte) int {
+	c, err := png.DecodeConfig(bytes.NewReader(b))
+	if err != nil || c.Width <= 0 || c.Height <= 0 {
+		return 0
+	}
+	k := max(1, min(4, 1160/c.Width, 720/c.Height))
+	return k * c.Width
 }
 
 type kv struct{ Key, Value string }
@@ -51,11 +68,11 @@ func (r *Report) HTML() ([]byte, error) {
 			final = append(final, kv{k, formatNumber(f[k])})
 		}
 	}
-	var samples []htmlFigure
+	var samples []sampleFigure
 	if r.Samples != nil {
 		for _, im := range r.Samples.Images {
-			samples = append(samples, htmlFigure{slug(im.File), im.Title,
-				template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(im.PNG))})
+			samples = append(samples, sampleFigure{htmlFigure{slug(im.File), im.Title,
+				template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(im.PNG))}, sampleWidth(im.PNG)})
 		}
 	}
 	ood := slices.Clone(r.OOD)
@@ -63,7 +80,7 @@ func (r *Report) HTML() ([]byte, error) {
 	data := map[string]any{
 		"R": r, "Created": r.Created.Format(time.RFC1123), "Config": cfg, "Final": final,
 		"Figures": figs, "OOD": ood, "Cards": r.headlineCards(), "Robustness": r.Robustness, "RobustTables": robustnessTables(r.Robustness),
-		"SampleFigures": samples, "Gen": generationView(r.Generation),
+		"SampleFigures": samples, "Gen": generationView(r.Generation), "FIDEps": fmt.Sprintf("%g", FIDEps),
 	}
 	var buf bytes.Buffer
 	if err := reportTemplate.Execute(&buf, data); err != nil {
@@ -278,8 +295,9 @@ tr:last-child td { border-bottom:none; }
 .figs { display:grid; grid-template-columns:repeat(auto-fill, minmax(520px, 1fr)); gap:16px; margin-top:10px; }
 figure { margin:0; }
 figure img { width:100%; height:auto; border:1px solid var(--line); border-radius:6px; display:block; }
-.samples figure { margin:12px 0 0; }
-.samples img { width:auto; max-width:100%; min-width:min(100%, 480px); image-rendering:pixelated; }
+.samples { display:flex; flex-wrap:wrap; gap:16px; align-items:flex-start; margin-top:12px; }
+.samples figure { max-width:100%; }
+.samples img { width:auto; max-width:100%; height:auto; image-rendering:pixelated; }
 figcaption { color:var(--muted); font-size:13px; margin-top:4px; }
 .warnings { background:#fff4e5; border:1px solid #f0b37e; border-radius:8px; padding:12px 18px; margin:0 0 22px; color:var(--warn); }
 .warnings ul { margin:6px 0 0; padding-left:20px; }
@@ -360,8 +378,8 @@ footer { color:var(--muted); font-size:12px; text-align:center; padding-bottom:2
 <tr><td>feature network</td><td class="n"><code>{{.FeatureNet}}</code></td></tr>
 </table>
 {{if not .Inception}}<p>Scored in the features and softmax of a classifier, not pytorch-fid's Inception-v3: comparable between models of this dataset scored by the same classifier, not with the Inception-v3 scores of the literature.</p>{{end}}
-{{if .EpsUsed}}<p>The covariance product was singular; the Fréchet distance was computed with {{"1e-6"}}·I added.</p>{{end}}{{end}}
-<div class="samples">{{range .SampleFigures}}<figure><img id="samples-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
+{{if .EpsUsed}}<p>The covariance product was singular; the Fréchet distance was computed with {{$.FIDEps}}·I added.</p>{{end}}{{end}}
+<div class="samples">{{range .SampleFigures}}<figure><img id="samples-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"{{with .Width}} style="width:{{.}}px"{{end}}><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
 </section>{{end}}
 
 {{with .R.Training}}<section id="training"><h2>Training</h2>

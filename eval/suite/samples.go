@@ -94,7 +94,11 @@ func caption(in *gen.Info) string {
 	if in.FromBuffer {
 		from = "the replay buffer"
 	}
-	parts = append(parts, fmt.Sprintf("%d SGLD steps × %d rounds from %s (step size %g, noise %g)", in.Steps, in.Rounds, from, in.SGLDLR, in.SGLDStd))
+	rounds := fmt.Sprintf(" × %d rounds", in.Rounds)
+	if in.Rounds == 1 {
+		rounds = ""
+	}
+	parts = append(parts, fmt.Sprintf("%d SGLD steps%s from %s (step size %g, noise %g)", in.Steps, rounds, from, in.SGLDLR, in.SGLDStd))
 	if in.Step > 0 {
 		parts = append(parts, fmt.Sprintf("checkpoint step %d", in.Step))
 	}
