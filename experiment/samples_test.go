@@ -3,6 +3,7 @@ package experiment
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -161,5 +162,37 @@ func TestSamplesInResults(t *testing.T) {
 	hd = res.run("hdge")
 	if st := hd.Metrics[KeyISClassifier]; st == nil || st.N != 1 || !strings.Contains(strings.Join(hd.Notes, "\n"), "seed 2: samples left out") {
 		t.Errorf("a damaged samples/metrics.json: IS %+v, notes %q", st, hd.Notes)
+	}
+
+	// A spec that names "samples" asks every run for RUN/seed-SEED/samples: ce seed 2 has none.
+	raw["eval"] = map[string]any{"suites": "classify", "samples": "samples"}
+	if b, err = json.Marshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	named, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named.Path, named.Base["dataset"], named.Out = s.Path, s.Base["dataset"], s.Out
+	_, err = Run(context.Background(), named, Options{Only: []string{"ce"}})
+	var se *SpecError
+	if missing := filepath.Join(s.RunDir("ce", 2), "samples"); !errors.As(err, &se) || !strings.Contains(err.Error(), "--samples: stat "+missing) {
+		t.Errorf("named samples missing for ce seed 2: err = %v, want a SpecError naming %s", err, missing)
+	}
+}
+
+// TestSpecSamplesRelativeToRun: a relative "samples" in a spec's eval object names each run's
+// folder, and the eval command line the results print says so.
+func TestSpecSamplesRelativeToRun(t *testing.T) {
+	s, err := Parse([]byte(`{"name": "x", "base": {"dataset": "fashion-mnist"}, "runs": [{"name": "jem", "set": {"objective": "ce"}}],
+		"seeds": [1], "eval": {"samples": "samples", "suites": "classify"}, "out": "o"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, eval := commandTemplates(s); !strings.Contains(eval, " --samples o/RUN/seed-SEED/samples") {
+		t.Errorf("eval command %q", eval)
+	}
+	if s.eval.cfg.Samples != "samples" {
+		t.Errorf("parsed samples %q", s.eval.cfg.Samples)
 	}
 }

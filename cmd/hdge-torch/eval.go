@@ -123,6 +123,10 @@ func runEval(c *cli.Context) error {
 			parts = append(parts, fmt.Sprintf("AUROC %s %.3f", o.Set, o.AUROC))
 		}
 	}
+	if g := r.Generation; g != nil {
+		is, fd := g.Labels()
+		parts = append(parts, fmt.Sprintf("samples: %s %.3f, %s %.3f", is, g.ISMean, fd, g.FD))
+	}
 	failed := 0
 	for _, ch := range r.RobustnessChecks {
 		if !ch.Passed {
