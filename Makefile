@@ -110,7 +110,8 @@ experiment-k-400: build
 experiment-tau: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-tau.json
 # CE, HDGE, JEM and HDGE+JEM (about 3-4 hours), then class-conditional samples of each JEM and
-# HDGE+JEM run, scored in the features of the CE run of the same seed (samples/metrics.json).
+# HDGE+JEM run, scored in the features of the CE run of the same seed (samples/metrics.json); the
+# second `experiment run` adds them to each run's eval/report.html and to results.md, evaluating nothing again.
 JEM_OUT := experiments/out/fashion-jem
 .PHONY: experiment-jem
 experiment-jem: build
@@ -118,6 +119,7 @@ experiment-jem: build
 	for r in jem hdge-jem; do for s in 1 2; do d=$(JEM_OUT)/$$r/seed-$$s; [ -d $$d ] || continue; \
 	  bin/hdge-torch sample --checkpoint $$d --out $$d/samples --class all --n 100 --steps 100 --threads 2 \
 	    --feature-checkpoint $(JEM_OUT)/ce/seed-$$s || exit 1; done; done
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-jem.json
 # The paper's baselines (Tables 1 and 2, Figure 4): SupCon + linear, SimCLR + linear, JointLoss, PGD
 # adversarial training, beside CE and HDGE. Two-stage runs wait for their stage 1.
 experiment-baselines-fashion: build

@@ -39,6 +39,10 @@ type Report struct {
 	RobustnessClean map[string]float64
 	// RobustnessChecks are the sanity checks of the robustness curves, shown with them.
 	RobustnessChecks []RobustnessCheck
+
+	// Samples and Generation come from a folder written by `hdge-torch sample` (AddSamples).
+	Samples    *Samples
+	Generation *Generation
 }
 
 // RobustnessCheck is the outcome of one sanity check of the robustness results, such as "accuracy
@@ -288,6 +292,8 @@ type MetricsJSON struct {
 	RobustChecks   []RobustnessCheck                `json:"robustness_checks,omitempty"`
 	Training       *trainingJSON                    `json:"training,omitempty"`
 	Plots          []plotJSON                       `json:"plots,omitempty"`
+	Generation     *Generation                      `json:"generation,omitempty"`
+	Samples        *samplesJSON                     `json:"samples,omitempty"`
 	Warnings       []string                         `json:"warnings"`
 }
 
@@ -314,7 +320,8 @@ type plotJSON struct {
 func (r *Report) Metrics() MetricsJSON {
 	m := MetricsJSON{SchemaVersion: 1, Title: r.Title, Model: r.Model, Config: r.Config,
 		Created: r.Created.Format(time.RFC3339), Classification: r.Classification,
-		Robustness: r.Robustness, RobustChecks: r.RobustnessChecks, Warnings: append([]string{}, r.Warnings...)}
+		Robustness: r.Robustness, RobustChecks: r.RobustnessChecks, Warnings: append([]string{}, r.Warnings...),
+		Generation: r.Generation, Samples: r.Samples.json()}
 	if r.Calibration != nil {
 		m.Calibration = &calibrationJSON{*r.Calibration, len(r.Calibration.Bins)}
 	}
@@ -353,6 +360,8 @@ func (r *Report) Metrics() MetricsJSON {
 //	robustness_checks[].{name,passed,detail}               sanity checks of the robustness rows
 //	training.{source,records,x_key,final}                  final: last value of each logged field
 //	plots[].{name,title,section,file}
+//	generation.{feature_net,is_mean,is_std,fd,n,fd_eps_used}   from the samples folder (Generation)
+//	samples.{dir,caption,files}                           the samples folder shown in the report
 //	warnings                                               list of strings, possibly empty
 //
 // Accuracies, ECE, MCE and rates are fractions in [0, 1], not percentages.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"image/png"
 	"math"
 	"slices"
 	"sort"
@@ -27,6 +28,22 @@ func (r *Report) WriteHTML(path string) error {
 type htmlFigure struct {
 	Name, Title string
 	Src         template.URL
+}
+
+// sampleFigure is a sample grid shown at a whole multiple of its size (pixels stay square and
+// sharp), as large as fits the page up to 4×.
+type sampleFigure struct {
+	htmlFigure
+	Width int
+}
+
+func sampleWidth(b []byte) int {
+	c, err := png.DecodeConfig(bytes.NewReader(b))
+	if err != nil || c.Width <= 0 || c.Height <= 0 {
+		return 0
+	}
+	k := max(1, min(4, 1160/c.Width, 720/c.Height))
+	return k * c.Width
 }
 
 type kv struct{ Key, Value string }
@@ -51,11 +68,19 @@ func (r *Report) HTML() ([]byte, error) {
 			final = append(final, kv{k, formatNumber(f[k])})
 		}
 	}
+	var samples []sampleFigure
+	if r.Samples != nil {
+		for _, im := range r.Samples.Images {
+			samples = append(samples, sampleFigure{htmlFigure{slug(im.File), im.Title,
+				template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(im.PNG))}, sampleWidth(im.PNG)})
+		}
+	}
 	ood := slices.Clone(r.OOD)
 	slices.SortStableFunc(ood, func(a, b OODRow) int { return strings.Compare(a.Set, b.Set) })
 	data := map[string]any{
 		"R": r, "Created": r.Created.Format(time.RFC1123), "Config": cfg, "Final": final,
 		"Figures": figs, "OOD": ood, "Cards": r.headlineCards(), "Robustness": r.Robustness, "RobustTables": robustnessTables(r.Robustness),
+		"SampleFigures": samples, "Gen": generationView(r.Generation), "FIDEps": fmt.Sprintf("%g", FIDEps),
 	}
 	var buf bytes.Buffer
 	if err := reportTemplate.Execute(&buf, data); err != nil {
@@ -65,6 +90,22 @@ func (r *Report) HTML() ([]byte, error) {
 }
 
 type card struct{ Key, Value, Note string }
+
+// genView is the generation section with the names its numbers may be given: IS and FID only in
+// pytorch-fid's Inception-v3, otherwise the classifier-feature labels.
+type genView struct {
+	Generation
+	ISLabel, FDLabel string
+	Inception        bool
+}
+
+func generationView(g *Generation) *genView {
+	if g == nil {
+		return nil
+	}
+	is, fd := g.Labels()
+	return &genView{Generation: *g, ISLabel: is, FDLabel: fd, Inception: g.FeatureNet == FeatureNetInception}
+}
 
 // headlineCards are the OOD and robustness figures a reader looks for first: the best AUROC over
 // every set and score, and per norm the evaluated model's accuracy at its largest budget.
@@ -92,6 +133,10 @@ func (r *Report) headlineCards() []card {
 			cards = append(cards, card{"PGD " + t.NormName + " accuracy", fmt.Sprintf("%.2f%%", 100*top.Accuracy),
 				fmt.Sprintf("ε = %s, %d steps", epsLabel(top.Eps), top.Steps)})
 		}
+	}
+	if g := generationView(r.Generation); g != nil {
+		cards = append(cards, card{g.ISLabel, fmt.Sprintf("%.2f", g.ISMean), fmt.Sprintf("± %.2f, %d samples", g.ISStd, g.N)},
+			card{g.FDLabel, fmt.Sprintf("%.2f", g.FD), g.FeatureNet})
 	}
 	return cards
 }
@@ -250,6 +295,9 @@ tr:last-child td { border-bottom:none; }
 .figs { display:grid; grid-template-columns:repeat(auto-fill, minmax(520px, 1fr)); gap:16px; margin-top:10px; }
 figure { margin:0; }
 figure img { width:100%; height:auto; border:1px solid var(--line); border-radius:6px; display:block; }
+.samples { display:flex; flex-wrap:wrap; gap:16px; align-items:flex-start; margin-top:12px; }
+.samples figure { max-width:100%; }
+.samples img { width:auto; max-width:100%; height:auto; image-rendering:pixelated; }
 figcaption { color:var(--muted); font-size:13px; margin-top:4px; }
 .warnings { background:#fff4e5; border:1px solid #f0b37e; border-radius:8px; padding:12px 18px; margin:0 0 22px; color:var(--warn); }
 .warnings ul { margin:6px 0 0; padding-left:20px; }
@@ -319,6 +367,19 @@ footer { color:var(--muted); font-size:12px; text-align:center; padding-bottom:2
 <table id="robustness-checks"><tr><th>check</th><th>result</th><th>detail</th></tr>
 {{range .}}<tr><td><code>{{.Name}}</code></td><td>{{if .Passed}}pass{{else}}<b style="color:var(--warn)">FAIL</b>{{end}}</td><td>{{.Detail}}</td></tr>
 {{end}}</table>{{end}}
+</section>{{end}}
+
+{{if or .Gen .SampleFigures}}<section id="samples"><h2>Samples</h2>
+{{with .R.Samples}}<p>From <code>{{.Dir}}</code>{{with .Caption}}: {{.}}{{end}}.</p>{{end}}
+{{with .Gen}}<table id="generation-table"><tr><th>metric</th><th class="n">value</th></tr>
+<tr><td>{{.ISLabel}}</td><td class="n">{{printf "%.3f" .ISMean}} ± {{printf "%.3f" .ISStd}}</td></tr>
+<tr><td>{{.FDLabel}}</td><td class="n">{{printf "%.3f" .FD}}</td></tr>
+<tr><td>samples scored</td><td class="n">{{.N}}</td></tr>
+<tr><td>feature network</td><td class="n"><code>{{.FeatureNet}}</code></td></tr>
+</table>
+{{if not .Inception}}<p>Scored in the features and softmax of a classifier, not pytorch-fid's Inception-v3: comparable between models of this dataset scored by the same classifier, not with the Inception-v3 scores of the literature.</p>{{end}}
+{{if .EpsUsed}}<p>The covariance product was singular; the Fréchet distance was computed with {{$.FIDEps}}·I added.</p>{{end}}{{end}}
+<div class="samples">{{range .SampleFigures}}<figure><img id="samples-{{.Name}}" src="{{.Src}}" alt="{{.Title}}"{{with .Width}} style="width:{{.}}px"{{end}}><figcaption>{{.Title}}</figcaption></figure>{{end}}</div>
 </section>{{end}}
 
 {{with .R.Training}}<section id="training"><h2>Training</h2>

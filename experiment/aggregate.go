@@ -64,6 +64,10 @@ type RunResult struct {
 	Units       []UnitStatus     `json:"units"`
 	Metrics     map[string]*Stat `json:"metrics"`
 	Notes       []string         `json:"notes"`
+	// Samples links one seed's sample grids (RUN/seed-SEED/samples); FeatureNets are the
+	// networks that scored the samples of every seed.
+	Samples     *SampleLinks `json:"samples,omitempty"`
+	FeatureNets []string     `json:"feature_nets,omitempty"`
 }
 
 // PGDColumn is one attack setting of the robustness table.
@@ -288,6 +292,7 @@ func Aggregate(s *Spec) (*Results, error) {
 				add(KeyTrainImgPerS, &ips)
 			}
 			add(KeyEvalSeconds, &st.Eval.Seconds)
+			addSamples(s.Out, &rr, u, m.Config.Checkpoint.Step, add)
 		}
 		for _, st := range rr.Metrics {
 			st.finish()

@@ -3,6 +3,7 @@ package experiment
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,6 +28,10 @@ func commandTemplates(s *Spec) (train, eval string) {
 			if v, _ := s.Eval[k].(string); v == "last" {
 				eval = strings.Replace(eval, "--checkpoint "+dir, "--checkpoint "+dir+"/checkpoints/step-LAST.pt", 1)
 			}
+			continue
+		}
+		if v, _ := s.Eval[k].(string); k == "samples" && v != "" && !filepath.IsAbs(v) {
+			eval += " --samples " + dir + "/" + shellWord(v) // relative to each run's folder
 			continue
 		}
 		eval += " " + flag(k, s.Eval[k])
@@ -204,6 +209,8 @@ func (res *Results) Markdown() string {
 		p("\nε is in pixel units of [0, 1] images; ε = 0 is the clean accuracy of the same images, without the test-time noise.\n\n")
 	}
 
+	res.samplesMarkdown(p)
+
 	if res.Baseline != "" && len(res.Runs) > 1 {
 		p("### Differences from %s\n\n", res.Baseline)
 		p("Mean of the run minus mean of %s; ± is the standard error of that difference, √(s²ₐ/nₐ + s²ᵦ/nᵦ), given when both have two seeds or more. "+
@@ -229,6 +236,16 @@ func (res *Results) Markdown() string {
 		for _, c := range res.PGD {
 			if c.Eps > 0 {
 				rows = append(rows, row{"PGD " + pgdTitle(c, res.PGD), c.Key, 100, 1})
+			}
+		}
+		// Sample scores only where some run and the baseline both have them.
+		for _, rw := range []row{{"IS (classifier)", KeyISClassifier, 1, 2}, {"FD (classifier features)", KeyFDClassifier, 1, 2},
+			{"IS", KeyIS, 1, 2}, {"FID", KeyFID, 1, 2}} {
+			for _, name := range cols {
+				if res.Deltas[name][rw.key] != nil {
+					rows = append(rows, rw)
+					break
+				}
 			}
 		}
 		for _, rw := range rows {

@@ -409,7 +409,14 @@ func (r *runner) evaluate(ctx context.Context, u Unit, st *State, steps int, log
 	out := filepath.Join(u.Dir, evalDir)
 	metrics := filepath.Join(out, suite.MetricsFile)
 	key := r.spec.evalKey()
+	samples := r.spec.eval.cfg.Samples
+	if samples != "" && !filepath.IsAbs(samples) {
+		samples = filepath.Join(u.Dir, samples) // a spec names the samples of each run from its folder
+	}
 	if exists(metrics) && st.Eval != nil && st.Eval.Settings == key && st.Eval.TrainSteps == steps {
+		if dir := newSamples(u.Dir, samples, metrics); dir != "" {
+			return r.addSamplesToEval(ctx, out, dir, log)
+		}
 		log.Info("evaluation already done: skipped", zap.String("metrics", metrics))
 		return nil
 	}
@@ -430,6 +437,7 @@ func (r *runner) evaluate(ctx context.Context, u Unit, st *State, steps int, log
 	defer closeLog()
 	cfg := r.spec.eval.cfg
 	cfg.Checkpoint, cfg.Out, cfg.Threads, cfg.Log, cfg.Progress = u.Dir, out, u.cfg.Threads, elog, r.opts.Progress
+	cfg.Samples = samples
 	if r.spec.eval.last {
 		if cfg.Checkpoint, err = model.ResolveCheckpoint(u.Dir, false); err != nil {
 			return err

@@ -13,6 +13,7 @@ for doc in README.md RESULTS.md; do
   awk '
     /^<!-- BEGIN include .* -->$/ {
       print; file = $4; section = ""
+      dir = file; sub(/[^\/]*$/, "", dir)
       for (i = 5; i < NF; i++) section = section (section == "" ? "" : " ") $i
       inside = (section == ""); level = 0
       while ((getline line < file) > 0) {
@@ -24,6 +25,13 @@ for doc in README.md RESULTS.md; do
         if (!inside) continue
         # demote the included file headings by one level so they sit under the document section
         if (line ~ /^#/) line = "#" line
+        # links relative to the included file (sample grids) are made relative to the document
+        out = ""; rest = line
+        while ((i = index(rest, "](")) > 0) {
+          out = out substr(rest, 1, i + 1); rest = substr(rest, i + 2)
+          if (rest !~ /^([a-z]+:|\/|#)/) out = out dir
+        }
+        line = out rest
         print line
       }
       close(file); skipping = 1; next

@@ -52,7 +52,7 @@ func evalConfig(c *cli.Context) (suite.Config, error) {
 	case logits != "":
 		for _, f := range modelFlags {
 			if c.IsSet(f) {
-				return suite.Config{}, cli.Exit(fmt.Sprintf("--%s cannot be used with --logits: an export is re-scored as it was made (only --out, --suites and --scores apply)", f), 2)
+				return suite.Config{}, cli.Exit(fmt.Sprintf("--%s cannot be used with --logits: an export is re-scored as it was made (only --out, --suites, --scores and --samples apply)", f), 2)
 			}
 		}
 		if out == "" {
@@ -122,6 +122,10 @@ func runEval(c *cli.Context) error {
 		if o.Score == "logqx" {
 			parts = append(parts, fmt.Sprintf("AUROC %s %.3f", o.Set, o.AUROC))
 		}
+	}
+	if g := r.Generation; g != nil {
+		is, fd := g.Labels()
+		parts = append(parts, fmt.Sprintf("samples: %s %.3f, %s %.3f", is, g.ISMean, fd, g.FD))
 	}
 	failed := 0
 	for _, ch := range r.RobustnessChecks {

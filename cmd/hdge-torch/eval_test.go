@@ -282,6 +282,8 @@ func TestEvalCommand(t *testing.T) {
 			{[]string{"--checkpoint", cfg.Out, "--suites", "classify,speed"}, "--suites: unknown suite \"speed\""},
 			{[]string{"--checkpoint", filepath.Join(tmp, "nowhere")}, "--checkpoint: stat " + filepath.Join(tmp, "nowhere") + ": no such file"},
 			{[]string{"--out", tmp}, "eval needs --checkpoint"},
+			{[]string{"--logits", filepath.Join(out1, "logits"), "--out", filepath.Join(tmp, "s"), "--samples", filepath.Join(tmp, "no-samples")},
+				"--samples: stat " + filepath.Join(tmp, "no-samples") + ": no such file"},
 		} {
 			res := runCLI(t, bin, nil, append([]string{"eval"}, tc.args...)...)
 			if res.code != 2 || !strings.Contains(res.stderr, tc.want) {

@@ -52,6 +52,9 @@ type Config struct {
 	Checkpoint string // run directory or checkpoint file
 	Logits     string // folder written by an earlier evaluation (OUT/logits)
 	Out        string // where metrics.json, report.html, the PNGs and (when exporting) logits/ go
+	// Samples is a folder written by `hdge-torch sample` to show in the report; "" looks in
+	// RUN/samples and Out for one whose metrics.json has a generation section.
+	Samples string
 
 	DataDir  string    // searched first for named datasets (default: the run's data directory)
 	Test     string    // in-distribution test set (default: the dataset the model was trained on)

@@ -13,6 +13,7 @@ import (
 // Settings; Config turns them into a Config.
 type Flags struct {
 	DataDir, Test, OOD string
+	Samples            string
 	OODLimit           int
 	Suites, Scores     string
 	PGDNorms           string
@@ -43,6 +44,8 @@ func Settings() settings.Table[Flags] {
 			func(f *Flags) *string { return &f.Test }),
 		settings.String("ood", "data", op, "", "comma-separated OOD sets: names (mnist, cifar10, cifar100, svhn, fashion-mnist), FORMAT:PATH (idx:DIR, cifar10:DIR, cifar100:DIR, svhn:FILE, folder:DIR), interp, uniform, gaussian; NAME=SPEC names a set. Converted to the test set's image shape. Default for fashion-mnist: mnist,cifar10,interp,uniform,gaussian; for cifar10: svhn,cifar100,interp,uniform,gaussian (named defaults are skipped when absent)",
 			func(f *Flags) *string { return &f.OOD }),
+		settings.String("samples", "data", op, "", "folder written by hdge-torch sample whose grids and IS / FD go in the report and metrics.json (default: RUN/samples when its metrics.json has them; in an experiment spec, relative to each run's folder)",
+			func(f *Flags) *string { return &f.Samples }),
 		settings.Int("ood-limit", "data", op, 0, "images per OOD set (0 = as many as the test set)",
 			func(f *Flags) *int { return &f.OODLimit }, settings.AtLeast(0)),
 		settings.String("suites", "suites", op, strings.Join(AllSuites, ","), "comma-separated suites to run: "+strings.Join(AllSuites, ", "),
@@ -93,7 +96,7 @@ func (f Flags) Config(given func(name string) bool) (Config, error) {
 	if err := Settings().Validate(&f); err != nil {
 		return Config{}, err
 	}
-	cfg := Config{DataDir: f.DataDir, Test: f.Test, OODLimit: f.OODLimit, BatchSize: f.BatchSize,
+	cfg := Config{DataDir: f.DataDir, Test: f.Test, Samples: f.Samples, OODLimit: f.OODLimit, BatchSize: f.BatchSize,
 		Threads: f.Threads, Device: f.Device, Seed: f.Seed, Precision: f.Precision}
 	var err error
 	if cfg.Suites, err = ParseSuites(f.Suites); err != nil {

@@ -34,6 +34,10 @@ func Run(ctx context.Context, cfg Config) (*eval.Report, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	samples, err := findSamples(&cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, inputErr("out", "%v", err)
 	}
@@ -59,6 +63,11 @@ func Run(ctx context.Context, cfg Config) (*eval.Report, error) {
 			err = &InputError{Flag: "logits", Err: err}
 		}
 		return nil, err
+	}
+	if samples != nil {
+		if err := r.AddSamples(samples.s, samples.g); err != nil {
+			return nil, inputErr("samples", "%v", err)
+		}
 	}
 	if err := Write(r, cfg.Out); err != nil {
 		return nil, err
