@@ -87,6 +87,8 @@ type RunConfig struct {
 	Objectives []string `json:"objectives,omitempty"`
 	SGLDSteps  int      `json:"sgld_steps,omitempty"`
 	BufferSize int      `json:"buffer_size,omitempty"`
+	// NCHW turns hdge-torch's default channels-last layout off (--channels-last=false).
+	NCHW bool `json:"nchw,omitempty"`
 
 	Dir        string `json:"dir,omitempty"`        // a scratch folder of the run's own
 	Checkpoint string `json:"checkpoint,omitempty"` // where a training run saves its final state
