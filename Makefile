@@ -128,7 +128,7 @@ experiment-baselines-cifar10: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10-baselines.json
 
 # hdge-torch against the PyTorch reference of the released HDGE code, on the same libtorch, side by
-# side (bench/README.md): about 15 minutes on 2 cores. Writes bench/results.md and bench/results.json;
+# side (bench/README.md): about 25-30 minutes on 2 cores (the objectives section 9-15). Writes bench/results.md and bench/results.json;
 # scratch files go to bench/out/. BENCH_FLAGS passes e.g. --only training or --reps 5.
 BENCH_FLAGS ?=
 bench: $(SHIM)

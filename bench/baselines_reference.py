@@ -5,9 +5,10 @@ orchestration:
 
     /usr/bin/python3 bench/baselines_reference.py --objective supcon|adv --steps 20 --threads 2
 
-It prints one JSON object: the median step time in ms and the step count. The model is
-reference.py's WideResNet (JEM's, with batch norm), the batch a fixed random one of Fashion-MNIST's
-shape, the optimiser Adam, as on the Go side.
+It prints one JSON object: the median step time in ms, every timed step in order ("step_s") and
+the step count. The model is reference.py's WideResNet (JEM's, with batch norm; --norm none drops
+it, as hdgebench's objectives section runs it), the batch a fixed random one of Fashion-MNIST's
+shape, the optimiser Adam, as on the Go side; --warmup untimed steps come first.
 
 - supcon: HobbitLong/SupContrast's step: torch.cat of the two views through the encoder, the
   projection head nn.Sequential(Linear(d, d), ReLU, Linear(d, 128)), F.normalize, SupConLoss as in
@@ -85,11 +86,13 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--model", default="wrn-10-2")
     ap.add_argument("--nchw", action="store_true", help="row-major layout instead of channels-last")
+    ap.add_argument("--norm", choices=["batch", "none"], default="batch")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(1)
-    model = build_model({"model": args.model, "norm": "batch"}, 10, 1, torch.device("cpu"))
+    model = build_model({"model": args.model, "norm": args.norm}, 10, 1, torch.device("cpu"))
     layout = torch.contiguous_format if args.nchw else torch.channels_last  # hdge-torch's default: channels-last
     model = model.to(memory_format=layout)
     model.train()
@@ -121,15 +124,16 @@ def main():
         loss.backward()
         opt.step()
 
-    for _ in range(2):
+    for _ in range(args.warmup):
         step()
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    step_s = list(times)
     times.sort()
-    print(json.dumps({"objective": args.objective, "steps": args.steps, "ms_per_step": 1e3 * times[len(times) // 2],
+    print(json.dumps({"objective": args.objective, "steps": args.steps, "ms_per_step": 1e3 * times[len(times) // 2], "step_s": step_s,
                       "threads": torch.get_num_threads(), "torch": torch.__version__}))
 
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -158,8 +159,9 @@ func TestQuickBench(t *testing.T) {
 			positive(t, r.Layout+" Python all-reduce ms", r.PyAllReduceMS)
 		}
 	}
-	if len(got.Targets) != 4+2+1+1+2 {
-		t.Errorf("%d targets, want 10", len(got.Targets))
+	checkObjectives(t, got.Objectives)
+	if len(got.Targets) != 4+2+1+1+2+3 {
+		t.Errorf("%d targets, want 13", len(got.Targets))
 	}
 
 	text, err := os.ReadFile(md)
@@ -170,9 +172,58 @@ func TestQuickBench(t *testing.T) {
 		t.Error("results.md differs from the rendered results")
 	}
 	for _, h := range []string{"## Targets", "## Training throughput", "## HDGE step against CE step", "## The contrastive term alone",
-		"## Data pipeline", "## Evaluation", "## Peak memory of a training run", "## FLOP rate of a training step", "## Parity", "## Data-parallel training"} {
+		"## Data pipeline", "## Evaluation", "## Peak memory of a training run", "## FLOP rate of a training step", "## Parity", "## Data-parallel training",
+		"## The objectives' training steps", "### The replay buffer's memory"} {
 		if !strings.Contains(string(text), h) {
 			t.Errorf("results.md lacks %q", h)
+		}
+	}
+}
+
+// checkObjectives checks the objectives section: every objective's step, a Python figure for
+// the three with a reference, and the replay buffer's sizes.
+func checkObjectives(t *testing.T, o *ObjectivesResult) {
+	t.Helper()
+	if o == nil {
+		t.Fatal("no objectives section")
+	}
+	if len(o.Steps) != len(goObjectives) {
+		t.Errorf("%d objective rows, want %d", len(o.Steps), len(goObjectives))
+	}
+	oc := objectivesSuite(true)
+	for _, r := range o.Steps {
+		positive(t, r.Objective+" Go ms", r.GoMS)
+		positive(t, r.Objective+" Go / CE", r.OverCE)
+		if r.OverCECI[0] > r.OverCE || r.OverCE > r.OverCECI[1] {
+			t.Errorf("%s: Go / CE %v outside its interval %v", r.Objective, r.OverCE, r.OverCECI)
+		}
+		wantPy := slices.Contains(oc.Python, r.Objective)
+		if wantPy {
+			positive(t, r.Objective+" Python ms", r.PyMS)
+			positive(t, r.Objective+" speed-up", r.Speedup)
+			if r.PySteps != oc.PySteps[r.Objective]*oc.Reps {
+				t.Errorf("%s: %d Python steps, want %d", r.Objective, r.PySteps, oc.PySteps[r.Objective]*oc.Reps)
+			}
+		} else if r.PySteps != 0 {
+			t.Errorf("%s has Python figures but no reference", r.Objective)
+		}
+		if sgld := (r.Objective == "jem" || r.Objective == "hdge-jem") && r.Layout == "channels-last"; sgld != (r.OverHDGE > 0) {
+			t.Errorf("%s: Go / HDGE = %v", r.Objective, r.OverHDGE)
+		}
+	}
+	if len(o.Memory) != len(oc.MemShapes) {
+		t.Fatalf("%d buffer memory rows, want %d", len(o.Memory), len(oc.MemShapes))
+	}
+	for _, r := range o.Memory {
+		want := int64(4 * oc.MemChains)
+		for _, d := range r.Shape {
+			want *= int64(d)
+		}
+		if r.BufferBytes != want {
+			t.Errorf("buffer of %d × %v: %d bytes, want %d", r.Chains, r.Shape, r.BufferBytes, want)
+		}
+		if r.GoCheckpointBytes <= r.BufferBytes || r.PyCheckpointBytes <= r.BufferBytes {
+			t.Errorf("checkpoints of %d and %d bytes cannot hold a buffer of %d", r.GoCheckpointBytes, r.PyCheckpointBytes, r.BufferBytes)
 		}
 	}
 }

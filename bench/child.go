@@ -65,6 +65,10 @@ func runChild(rc RunConfig) (*RunResult, error) {
 		return goPeak(rc)
 	case "ddp":
 		return goDDP(rc)
+	case "objectives":
+		return goObjectiveSteps(rc)
+	case "buffer-memory":
+		return goBufferMemory(rc)
 	}
 	return nil, fmt.Errorf("unknown mode %q", rc.Mode)
 }
@@ -91,6 +95,8 @@ func trainerConfig(rc RunConfig) trainer.Config {
 	c.Workers, c.Seed, c.Threads, c.Device = rc.Workers, rc.Seed, rc.Threads, rc.Device
 	c.Out, c.KeepLast, c.CkptEvery, c.LogEvery = rc.Dir, 1, 0, 1
 	c.Precision, c.TensorBoard = cmp.Or(rc.Precision, "fp32"), false
+	c.SGLDSteps, c.BufferSize = cmp.Or(rc.SGLDSteps, c.SGLDSteps), cmp.Or(rc.BufferSize, c.BufferSize)
+	c.ChannelsLast = c.ChannelsLast && !rc.NCHW
 	return c
 }
 

@@ -50,7 +50,7 @@ type AugmentSpec struct {
 // RunConfig is one child run's configuration; the same JSON goes to the Go child and to
 // reference.py, so both read one definition of every setting.
 type RunConfig struct {
-	Mode    string `json:"mode"` // train | stepratio | contrastive | pipeline | eval | parity | peak
+	Mode    string `json:"mode"` // train | stepratio | contrastive | pipeline | eval | parity | peak | ddp | objectives | buffer-memory
 	Device  string `json:"device"`
 	Threads int    `json:"threads"`
 	Seed    uint64 `json:"seed"`
@@ -82,6 +82,13 @@ type RunConfig struct {
 	Batches       int `json:"batches,omitempty"`
 	Size          int `json:"size,omitempty"`  // peak: n of the n×n matrix product
 	World         int `json:"world,omitempty"` // ddp: processes
+
+	// objectives: the Go child's objectives, alternated; JEM's sampler (0 keeps the trainer's default).
+	Objectives []string `json:"objectives,omitempty"`
+	SGLDSteps  int      `json:"sgld_steps,omitempty"`
+	BufferSize int      `json:"buffer_size,omitempty"`
+	// NCHW turns hdge-torch's default channels-last layout off (--channels-last=false).
+	NCHW bool `json:"nchw,omitempty"`
 
 	Dir        string `json:"dir,omitempty"`        // a scratch folder of the run's own
 	Checkpoint string `json:"checkpoint,omitempty"` // where a training run saves its final state
@@ -149,6 +156,12 @@ type RunResult struct {
 	// ddp: every rank's images per second, and the all-reduce times (bench/ddp.go).
 	GlobalImgS float64   `json:"global_img_s,omitempty"`
 	AllReduceS []float64 `json:"allreduce_s,omitempty"`
+
+	// objectives: each objective's timed steps (Go), the replay buffer's bytes and the
+	// checkpoint's (buffer-memory, both sides).
+	ObjectiveS      map[string][]float64 `json:"objective_step_s,omitempty"`
+	BufferBytes     int64                `json:"buffer_bytes,omitempty"`
+	CheckpointBytes int64                `json:"checkpoint_bytes,omitempty"`
 
 	Measured measured `json:"measured"`
 }

@@ -16,6 +16,13 @@ threads each side, channels-last on both, run in alternation with
 Python 33.4 s and 18.7 s per step against Go 12.4 s and 11.9 s, Go/Python speed 2.7x and 1.6x
 (target: at least 1.10x). The spread is the machine's load; rerun on a quiet machine before
 quoting a single figure.
+
+hdgebench's objectives section runs it with --model, --warmup and the sampler's flags, and reads
+"step_s" (every timed step, in order) from the JSON. With --memory it trains nothing: it reports
+what creating the replay buffer as JEM does (--buffer-size chains of --shape, U(-1, 1)) adds to
+the process's resident set (VmRSS before and after) and, with --checkpoint PATH, the size of
+JEM's checkpoint file there (torch.save of model_state_dict and replay_buffer, as
+train_wrn_ebm.py's checkpoint()).
 """
 import argparse
 import json
@@ -27,7 +34,15 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from reference import WideResNet  # noqa: E402
+from reference import build_model  # noqa: E402
+
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
 
 
 def sample_p_0(buffer, bs, reinit_freq, gen):
@@ -63,11 +78,19 @@ def main():
     ap.add_argument("--buffer-size", type=int, default=10000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--model", default="wrn-10-2", help="wrn-DEPTH-WIDTH, no normalisation (JEM's)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed training steps first")
+    ap.add_argument("--memory", action="store_true", help="measure the replay buffer's memory instead of steps")
+    ap.add_argument("--shape", default="1,28,28", help="--memory: one chain's C,H,W")
+    ap.add_argument("--checkpoint", default="", help="--memory: write JEM's checkpoint here and report its size")
     cfg = ap.parse_args()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(2)
-    f = WideResNet(10, 2, 10, 1, "none")
+    if cfg.memory:
+        memory(cfg, gen)
+        return
+    f = build_model({"model": cfg.model, "norm": "none"}, 10, 1, torch.device("cpu"))
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     f = f.to(memory_format=fmt)
     opt = torch.optim.Adam(f.parameters(), lr=1e-3)
@@ -86,16 +109,32 @@ def main():
         opt.step()
         return loss.item()
 
-    step()  # warm-up
+    for _ in range(cfg.warmup):
+        step()
     times = []
     for _ in range(cfg.steps):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    step_s = list(times)
     times.sort()
-    print(json.dumps({"ms_per_step": 1e3 * times[len(times) // 2], "steps": cfg.steps, "sgld_steps": cfg.sgld_steps,
+    print(json.dumps({"ms_per_step": 1e3 * times[len(times) // 2], "step_s": step_s, "steps": cfg.steps, "sgld_steps": cfg.sgld_steps,
                       "threads": cfg.threads, "channels_last": cfg.channels_last, "torch": torch.__version__,
                       "buffer_bytes": buffer.numel() * buffer.element_size()}))
+
+
+def memory(cfg, gen):
+    shape = tuple(int(v) for v in cfg.shape.split(","))
+    f = build_model({"model": cfg.model, "norm": "none"}, 10, shape[0], torch.device("cpu"))
+    rss0 = rss_kib()
+    buffer = torch.rand(cfg.buffer_size, *shape, generator=gen) * 2 - 1  # JEM's init_random
+    rss1 = rss_kib()
+    out = {"rss0_kib": rss0, "rss1_kib": rss1, "buffer_bytes": buffer.numel() * buffer.element_size(),
+           "torch": torch.__version__}
+    if cfg.checkpoint:
+        torch.save({"model_state_dict": f.state_dict(), "replay_buffer": buffer}, cfg.checkpoint)
+        out["checkpoint_bytes"] = os.path.getsize(cfg.checkpoint)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

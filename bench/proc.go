@@ -61,9 +61,16 @@ func (l *launcher) run(ctx context.Context, side string, rc RunConfig) (*RunResu
 		cmd.Env = append(os.Environ(), envChild+"=1", envConfig+"="+string(cfg))
 	case sidePy:
 		cmd = exec.CommandContext(ctx, l.python, l.reference, "--config", string(cfg))
-		if rc.Mode == "ddp" {
+		switch rc.Mode {
+		case "ddp":
 			cmd = exec.CommandContext(ctx, l.python, filepath.Join(filepath.Dir(l.reference), "ddp_reference.py"),
 				"--spawn", strconv.Itoa(max(1, rc.World)), "--config", string(cfg))
+		case "objectives", "buffer-memory":
+			args, err := pyObjectiveCommand(filepath.Dir(l.reference), rc)
+			if err != nil {
+				return nil, err
+			}
+			cmd = exec.CommandContext(ctx, l.python, args...)
 		}
 		cmd.Env = os.Environ()
 	default:

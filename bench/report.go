@@ -70,6 +70,7 @@ func Markdown(res *Results) string {
 	}
 
 	b.WriteString(ddpMarkdown(res))
+	b.WriteString(objectivesMarkdown(res))
 	if len(res.StepRatio) > 0 {
 		p("\n## HDGE step against CE step\n\nOne model and a fixed random batch; each process alternates CE and HDGE steps " +
 			"(order flipped every pair). Step times are medians; HDGE/CE is the median over pairs of the two steps' ratio, with a " +

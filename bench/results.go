@@ -13,18 +13,19 @@ import (
 // Results is everything one benchmark run measured; it is written as JSON and rendered as the
 // markdown report.
 type Results struct {
-	Machine     Machine        `json:"machine"`
-	Settings    Settings       `json:"settings"`
-	Parity      Parity         `json:"parity"`
-	Training    []TrainRow     `json:"training"`
-	StepRatio   []StepRatioRow `json:"step_ratio"`
-	Contrastive []ContrastRow  `json:"contrastive"`
-	Pipeline    []PipelineRow  `json:"pipeline"`
-	Eval        EvalRow        `json:"eval"`
-	FLOPs       []FLOPRow      `json:"flops"`
-	DDP         []DDPRow       `json:"ddp,omitempty"`
-	Targets     []Target       `json:"targets"`
-	Seconds     float64        `json:"seconds"`
+	Machine     Machine           `json:"machine"`
+	Settings    Settings          `json:"settings"`
+	Parity      Parity            `json:"parity"`
+	Training    []TrainRow        `json:"training"`
+	StepRatio   []StepRatioRow    `json:"step_ratio"`
+	Contrastive []ContrastRow     `json:"contrastive"`
+	Pipeline    []PipelineRow     `json:"pipeline"`
+	Eval        EvalRow           `json:"eval"`
+	FLOPs       []FLOPRow         `json:"flops"`
+	DDP         []DDPRow          `json:"ddp,omitempty"`
+	Objectives  *ObjectivesResult `json:"objectives,omitempty"`
+	Targets     []Target          `json:"targets"`
+	Seconds     float64           `json:"seconds"`
 }
 
 // Settings are the run's knobs.

@@ -50,7 +50,8 @@ type Options struct {
 	FashionNorm, CIFARNorm   string
 	Python                   string
 	// Only limits the run to these sections (training, stepratio, contrastive, pipeline,
-	// evaluation); the peak measurement and the parity check always run. Empty: all of them.
+	// evaluation, ddp, objectives); the peak measurement and the parity check always run. Empty:
+	// all of them.
 	Only []string
 	// Command is recorded in the report as the way to reproduce it.
 	Command string
@@ -80,7 +81,7 @@ func (o *Options) defaults() {
 }
 
 // Sections are the parts of the benchmark that Options.Only can select.
-var Sections = []string{"training", "stepratio", "contrastive", "pipeline", "evaluation", "ddp"}
+var Sections = []string{"training", "stepratio", "contrastive", "pipeline", "evaluation", "ddp", "objectives"}
 
 // runner carries the state of one benchmark run.
 type runner struct {
@@ -158,8 +159,11 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if err := os.WriteFile(ref, referencePy, 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(work, "ddp_reference.py"), ddpReferencePy, 0o644); err != nil {
-		return nil, err
+	for name, b := range map[string][]byte{"ddp_reference.py": ddpReferencePy, "jem_reference.py": jemReferencePy,
+		"baselines_reference.py": baselinesReferencePy} {
+		if err := os.WriteFile(filepath.Join(work, name), b, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	r := &runner{o: o, su: su, work: work, ctx: ctx,
 		l: &launcher{exe: exe, python: o.Python, reference: ref},
@@ -184,6 +188,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		{"evaluation", r.evaluation},
 		{"flops", r.flops},
 		{"ddp", r.dataParallel},
+		{"objectives", r.objectives},
 	}
 	for _, s := range steps {
 		if err := ctx.Err(); err != nil {
@@ -611,6 +616,7 @@ func targets(res *Results, device string) []Target {
 	ts = append(ts, Target{Name: "data wait during training (Go, worst configuration)", Want: "< 2 % of step time",
 		Got: fmt.Sprintf("%.3f %% (%s)", worst, where), Met: worst < 2})
 	ts = append(ts, ddpTargets(res)...)
+	ts = append(ts, objectivesTargets(res)...)
 	gpu := Target{Name: "the same comparison on a GPU (wrn-28-10, CUDA tensors)", Want: "run", Got: "not run: no GPU on this machine"}
 	if strings.HasPrefix(device, "cuda") {
 		gpu.Got, gpu.Met = "this run, on "+device, true

@@ -172,6 +172,10 @@ func NewObjective(env Env) (Objective, error) {
 	return info.New(env)
 }
 
+// ObjectiveViews is how many augmented views of each image cfg's objective needs, for callers
+// that build batches outside the training loop (the benchmark's steps).
+func ObjectiveViews(cfg Config) int { return viewsOf(cfg) }
+
 // viewsOf is how many views the run's objective needs.
 func viewsOf(c Config) int {
 	info, err := lookupObjective(c.Objective)
