@@ -6,7 +6,8 @@ released loop) wrote into one folder, and writes, into --out:
 - summary.md: where they part (the first step whose relative difference exceeds --tol, for the
   loss and for the median logit norm), the largest differences, and the values at a few steps of
   every trajectory given;
-- logit_norm.png: median logit L2 norm and CE loss against the step, every trajectory.
+- logit_norm.png: median logit L2 norm and CE term against the step of both sides, and the median
+  norm of every trajectory given (--extra) in a third panel.
 
     /usr/bin/python3 compare.py --dir DIR --out OUT [--tol 1e-3] [--extra NAME=LABEL ...]
 
@@ -30,6 +31,11 @@ def read(path):
     if not rows or set(COLUMNS) - set(rows[0]):
         sys.exit(f"{path}: want a header with {', '.join(COLUMNS)}")
     return [{k: float(v) for k, v in r.items()} for r in rows]
+
+
+def num(v):
+    """Four decimals, or three significant digits for a run that diverged."""
+    return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.3g}"
 
 
 def rel(a, b):
@@ -90,15 +96,15 @@ def main():
         for s in at:
             if s < len(rows):
                 r = rows[s]
-                lines.append(f"| {label} | {s} | {r['lr']:.3g} | {r['loss']:.4f} | {r['ce']:.4f} | {r['gen']:.4f} | "
-                             f"{r['acc']:.3f} | {r['norm_mean']:.4f} | {r['norm_median']:.4f} |")
+                lines.append(f"| {label} | {s} | {r['lr']:.3g} | {num(r['loss'])} | {num(r['ce'])} | {num(r['gen'])} | "
+                             f"{r['acc']:.3f} | {num(r['norm_mean'])} | {num(r['norm_median'])} |")
     # Batch accuracy and CE are noisy per step: means over the last 100 steps of each run.
     lines += ["", "Means over the last 100 steps:", "", "| run | steps | CE | batch acc | median logit norm |", "|---|---|---|---|---|"]
     for label, rows in runs:
         tail = rows[-100:]
         m = {k: sum(r[k] for r in tail) / len(tail) for k in ("ce", "acc", "norm_median")}
-        lines.append(f"| {label} | {int(tail[0]['step'])}-{int(tail[-1]['step'])} | {m['ce']:.4f} | {m['acc']:.3f} | "
-                     f"{m['norm_median']:.4f} |")
+        lines.append(f"| {label} | {int(tail[0]['step'])}-{int(tail[-1]['step'])} | {num(m['ce'])} | {m['acc']:.3f} | "
+                     f"{num(m['norm_median'])} |")
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out, "summary.json"), "w") as f:
@@ -113,18 +119,26 @@ def main():
     except ImportError:
         print("matplotlib is not installed: no logit_norm.png", file=sys.stderr)
         return
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=100)
+    # The first two panels hold the two sides only, so that variants of other scales (a run that
+    # diverges) do not flatten them; the third holds every run.
+    extra = len(runs) > 2
+    fig, axes = plt.subplots(1, 3 if extra else 2, figsize=(14 if extra else 10, 3.8), dpi=100)
+    a, b = axes[0], axes[1]
     styles = ["-", "--", ":", "-."]
     for i, (label, rows) in enumerate(runs):
         steps = [r["step"] for r in rows]
-        a.plot(steps, [r["norm_median"] for r in rows], styles[i % 4], label=label, lw=1.2)
-        b.plot(steps, [r["ce"] for r in rows], styles[i % 4], label=label, lw=0.8)
-    a.set_yscale("log")
-    a.set_xlabel("step")
-    a.set_ylabel("median logit L2 norm")
-    a.legend(fontsize=8)
+        if i < 2:
+            a.plot(steps, [r["norm_median"] for r in rows], styles[i], label=label, lw=1.2)
+            b.plot(steps, [r["ce"] for r in rows], styles[i], label=label, lw=0.8)
+        if extra:
+            axes[2].plot(steps, [r["norm_median"] for r in rows], styles[i % 4], label=label, lw=1.2)
+    for ax in axes[::2] if extra else axes[:1]:
+        ax.set_yscale("log")
+        ax.set_ylabel("median logit L2 norm")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
     b.axhline(2.302585, color="grey", lw=0.6)
-    b.set_xlabel("step")
     b.set_ylabel("CE term (grey: ln 10)")
     if part["loss"] is not None:
         for ax in (a, b):
