@@ -14,7 +14,7 @@ SHIM := $(BUILD)/libhdgetorch.so
 all: build
 
 # Debian packages the project needs; installed only when missing.
-APT_PKGS := libtorch-dev libopenblas0-pthread python3-torch python3-torchvision python3-numpy python3-scipy python3-sklearn dataset-fashion-mnist chromium libgloo-dev
+APT_PKGS := libtorch-dev libopenblas0-pthread python3-torch python3-torchvision python3-numpy python3-scipy python3-sklearn python3-matplotlib dataset-fashion-mnist chromium libgloo-dev
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
@@ -140,6 +140,24 @@ bench: $(SHIM)
 bench-quick: $(SHIM)
 	$(GO) build -o bin/hdgebench ./bench/cmd/hdgebench
 	bin/hdgebench --quick --out bench/out/quick.md --json bench/out/quick.json --work bench/out/quick $(BENCH_FLAGS)
+
+# hdge-torch's HDGE against the released training loop (bench/reference.py) in the paper's regime
+# (wrn-10-2 without batch norm, Adam 1e-4 with a 1000-step warm-up, sigma 0.03, batch 64), from the
+# same weights, queue and batches, plus hdge-torch with --norm-logits=false and with --contrast eq13:
+# 600 steps take 7 to 15 minutes per run on a busy 2-core machine (the Python side about as long as
+# the Go side). Writes bench/collapse/results/ (bench/collapse/README.md).
+COLLAPSE_STEPS ?= 600
+COLLAPSE_WORK := bench/out/collapse
+.PHONY: collapse
+collapse: $(SHIM)
+	$(GO) build -o bin/collapse ./bench/collapse
+	bin/collapse export --dir $(COLLAPSE_WORK) --steps $(COLLAPSE_STEPS)
+	bin/collapse train --dir $(COLLAPSE_WORK) --name go
+	/usr/bin/python3 bench/collapse/collapse.py --dir $(COLLAPSE_WORK) --name py
+	bin/collapse train --dir $(COLLAPSE_WORK) --name go-nonorm --norm-logits=false
+	bin/collapse train --dir $(COLLAPSE_WORK) --name go-eq13 --contrast eq13
+	/usr/bin/python3 bench/collapse/compare.py --dir $(COLLAPSE_WORK) --out bench/collapse/results \
+	  --extra "go-nonorm=hdge-torch, --norm-logits=false" --extra "go-eq13=hdge-torch, --contrast eq13"
 
 # Refresh the generated blocks of README.md and RESULTS.md (experiment and benchmark tables) from the files that
 # `hdge-torch experiment` and `make bench` wrote.

@@ -362,5 +362,9 @@ func (c *Config) fillOlder() {
 	}
 }
 
+// LRAt is the learning rate the training loop sets at step (0-based) of epoch, in a run of total
+// steps: tools that drive TrainStep themselves use it to follow the loop's schedule exactly.
+func (c *Config) LRAt(step, epoch, total int) float64 { return c.lrAt(step, epoch, total) }
+
 // ModelSettings is the model half of a configuration.
 func ModelSettings(c Config) model.Settings { return c.modelSettings() }
