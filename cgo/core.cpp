@@ -146,6 +146,15 @@ void hdge_manual_seed(uint64_t seed) {
   }
 }
 
+int hdge_set_malloc_arena_max(int n) {
+#if defined(__GLIBC__)
+  return n > 0 && mallopt(M_ARENA_MAX, n) == 1 ? 1 : 0;
+#else
+  (void)n;
+  return -1;
+#endif
+}
+
 int hdge_set_malloc_thresholds(int64_t mmap_threshold, int64_t trim_threshold) {
 #if defined(__GLIBC__)
   int ok = 1;

@@ -51,6 +51,8 @@ int64_t hdge_live_tensors(void);
  * mmap whose pages fault in zeroed again. Returns 1 when every value given was accepted, 0 when
  * one was refused, -1 where the C library is not glibc. */
 int hdge_set_malloc_thresholds(int64_t mmap_threshold, int64_t trim_threshold);
+/* Caps glibc's malloc arenas (M_ARENA_MAX); 1 when set, 0 when refused, -1 without glibc. */
+int hdge_set_malloc_arena_max(int n);
 
 /* ---- lifetime and metadata ---- */
 void hdge_tensor_free(hdge_tensor t);
