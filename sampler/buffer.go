@@ -45,13 +45,25 @@ func NewReplayBuffer(store *torch.Scope, g *torch.Generator, size int, shape []i
 	}
 	c := store.Child()
 	c.SetGradEnabled(false)
-	x := uniformNoise(c, g, append([]int64{int64(size)}, shape...), dev)
+	x := c.Zeros(append([]int64{int64(size)}, shape...), torch.Float32, dev)
+	// Filled a block of chains at a time: the whole buffer's noise through Rand·2 − 1 would leave
+	// two more buffer-sized temporaries in the C heap (three times the buffer resident). The
+	// generator fills elements in order, so the values are those of one draw of the whole buffer.
+	for start := 0; start < size && c.Err() == nil; start += noiseBlock {
+		n := min(noiseBlock, size-start)
+		bc := c.Child()
+		bc.CopyInto(bc.Narrow(x, 0, int64(start), int64(n)), uniformNoise(bc, g, append([]int64{int64(n)}, shape...), dev))
+		c.Merge(bc)
+	}
 	store.Merge(c, x)
 	if err := store.Err(); err != nil {
 		return nil, fmt.Errorf("replay buffer: %w", err)
 	}
 	return &ReplayBuffer{x: x, size: size, classes: classes, shape: append([]int64(nil), shape...)}, nil
 }
+
+// noiseBlock is how many chains' starting noise is drawn at once.
+const noiseBlock = 512
 
 // Size is the number of chains.
 func (b *ReplayBuffer) Size() int { return b.size }

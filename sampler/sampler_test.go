@@ -612,3 +612,29 @@ func BenchmarkSGLD(b *testing.B) {
 		b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/step")
 	})
 }
+
+// The buffer is filled a block of chains at a time to keep its creation's memory at the buffer's
+// size; the chains must still start from the values of one U(-1, 1) draw of the whole buffer, so
+// that a run's chains do not depend on the block size.
+func TestBufferStartsFromOneDraw(t *testing.T) {
+	store := torch.NewScope()
+	defer store.Close()
+	size := 2*noiseBlock + 37
+	b, err := NewReplayBuffer(store, newGen(t, 7), size, []int64{1, 3, 3}, 0, torch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := floats(t, uniformNoise(store, newGen(t, 7), []int64{int64(size), 1, 3, 3}, torch.CPU))
+	got := floats(t, b.Samples())
+	if len(got) != len(want) {
+		t.Fatalf("%d values, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("chain %d value %d is %v, want %v from one draw", i/9, i%9, got[i], want[i])
+		}
+		if got[i] < -1 || got[i] >= 1 {
+			t.Fatalf("value %d is %v, outside [-1, 1)", i, got[i])
+		}
+	}
+}
