@@ -109,7 +109,7 @@ experiment-k-400: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-k-400.json
 experiment-tau: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-tau.json
-# CE, HDGE, JEM and HDGE+JEM (about 3-4 hours), then class-conditional samples of each JEM and
+# CE, HDGE, JEM and HDGE+JEM (about 3-4 hours on a 2-core AVX-512 Xeon, about 5 on a 2-core AVX2 EPYC), then class-conditional samples of each JEM and
 # HDGE+JEM run, scored in the features of the CE run of the same seed (samples/metrics.json); the
 # second `experiment run` adds them to each run's eval/report.html and to results.md, evaluating nothing again.
 JEM_OUT := experiments/out/fashion-jem
