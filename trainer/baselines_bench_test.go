@@ -46,33 +46,11 @@ func BenchmarkBaselinesOverCE(b *testing.B) {
 	benchThreads(b)
 	for _, objective := range []string{"supcon", "simclr", "jointloss", "adv"} {
 		b.Run(objective, func(b *testing.B) {
-			ce, other := newStepBench(b, "ce", 10), newBaselineBench(b, objective)
-			ce.step(b)
-			other.step(b)
-			var ceT, oT []float64
-			timed := func(sb *stepBench, into *[]float64) {
-				t0 := time.Now()
-				sb.step(b)
-				*into = append(*into, time.Since(t0).Seconds())
-			}
-			i := 0
-			for b.Loop() {
-				if i%2 == 0 {
-					timed(ce, &ceT)
-					timed(other, &oT)
-				} else {
-					timed(other, &oT)
-					timed(ce, &ceT)
-				}
-				i++
-			}
-			ratios := make([]float64, len(ceT))
-			for i := range ceT {
-				ratios[i] = oT[i] / ceT[i]
-			}
+			ts := alternate(b, newStepBench(b, "ce", 10), newBaselineBench(b, objective))
+			ceT, oT := ts[0], ts[1]
 			b.ReportMetric(medianOf(ceT)*1e3, "ce-ms/step")
 			b.ReportMetric(medianOf(oT)*1e3, objective+"-ms/step")
-			b.ReportMetric(medianOf(ratios), objective+"/ce")
+			b.ReportMetric(medianRatio(oT, ceT), objective+"/ce")
 		})
 	}
 }

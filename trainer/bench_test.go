@@ -111,35 +111,43 @@ func BenchmarkHDGEOverCE(b *testing.B) {
 	benchThreads(b)
 	for _, classes := range []int{10, 100} {
 		b.Run(fmt.Sprintf("C%d", classes), func(b *testing.B) {
-			ce, hdge := newStepBench(b, "ce", classes), newStepBench(b, "hdge", classes)
-			ce.step(b)
-			hdge.step(b)
-			var ceT, hdgeT []float64
-			timed := func(sb *stepBench, into *[]float64) {
-				t0 := time.Now()
-				sb.step(b)
-				*into = append(*into, time.Since(t0).Seconds())
-			}
-			i := 0
-			for b.Loop() {
-				if i%2 == 0 {
-					timed(ce, &ceT)
-					timed(hdge, &hdgeT)
-				} else {
-					timed(hdge, &hdgeT)
-					timed(ce, &ceT)
-				}
-				i++
-			}
-			ratios := make([]float64, len(ceT))
-			for i := range ceT {
-				ratios[i] = hdgeT[i] / ceT[i]
-			}
+			ts := alternate(b, newStepBench(b, "ce", classes), newStepBench(b, "hdge", classes))
+			ceT, hdgeT := ts[0], ts[1]
 			b.ReportMetric(medianOf(ceT)*1e3, "ce-ms/step")
 			b.ReportMetric(medianOf(hdgeT)*1e3, "hdge-ms/step")
-			b.ReportMetric(medianOf(ratios), "hdge/ce")
+			b.ReportMetric(medianRatio(hdgeT, ceT), "hdge/ce")
 		})
 	}
+}
+
+// alternate warms each step up once, then times one step of each per round in an order rotated
+// every round (for two: flipped every pair), so that machine load hits all alike; ts[i] are step
+// i's times, one per round.
+func alternate(b *testing.B, sbs ...*stepBench) [][]float64 {
+	for _, sb := range sbs {
+		sb.step(b)
+	}
+	ts := make([][]float64, len(sbs))
+	round := 0
+	for b.Loop() {
+		for j := range sbs {
+			k := (round + j) % len(sbs)
+			t0 := time.Now()
+			sbs[k].step(b)
+			ts[k] = append(ts[k], time.Since(t0).Seconds())
+		}
+		round++
+	}
+	return ts
+}
+
+// medianRatio is the median over rounds of a[i]/z[i], in which load drifts cancel.
+func medianRatio(a, z []float64) float64 {
+	r := make([]float64, len(a))
+	for i := range r {
+		r[i] = a[i] / z[i]
+	}
+	return medianOf(r)
 }
 
 // BenchmarkLayout alternates CE training steps of one model laid out channels-last (NHWC, the
@@ -159,26 +167,11 @@ func BenchmarkLayout(b *testing.B) {
 				cfg := Defaults()
 				cfg.Objective, cfg.Model, cfg.Norm, cfg.ChannelsLast = "ce", m.model, m.norm, nhwc
 				sbs[i] = newStepBenchFor(b, cfg, 10, m.c, m.side)
-				sbs[i].step(b)
 			}
-			var ts [2][]float64
-			i := 0
-			for b.Loop() {
-				for j := range 2 {
-					k := (i + j) % 2
-					t0 := time.Now()
-					sbs[k].step(b)
-					ts[k] = append(ts[k], time.Since(t0).Seconds())
-				}
-				i++
-			}
-			ratios := make([]float64, len(ts[0]))
-			for i := range ratios {
-				ratios[i] = ts[0][i] / ts[1][i]
-			}
+			ts := alternate(b, sbs[:]...)
 			b.ReportMetric(medianOf(ts[0])*1e3, "nchw-ms/step")
 			b.ReportMetric(medianOf(ts[1])*1e3, "nhwc-ms/step")
-			b.ReportMetric(medianOf(ratios), "nchw/nhwc")
+			b.ReportMetric(medianRatio(ts[0], ts[1]), "nchw/nhwc")
 		})
 	}
 }

@@ -3,7 +3,6 @@ package trainer
 import (
 	"fmt"
 	"testing"
-	"time"
 )
 
 // jemBenchConfig is the CPU default model (wrn-10-2) without batch norm, which jem refuses, at
@@ -25,29 +24,12 @@ func BenchmarkJEMStep(b *testing.B) {
 	sbs := make([]*stepBench, len(names))
 	for i, n := range names {
 		sbs[i] = newStepBenchFor(b, jemBenchConfig(n), 10, 1, 28)
-		sbs[i].step(b)
 	}
-	ts := make([][]float64, len(names))
-	round := 0
-	for b.Loop() {
-		for j := range names {
-			k := (round + j) % len(names)
-			t0 := time.Now()
-			sbs[k].step(b)
-			ts[k] = append(ts[k], time.Since(t0).Seconds())
-		}
-		round++
-	}
+	ts := alternate(b, sbs...)
 	for i, n := range names {
 		b.ReportMetric(medianOf(ts[i])*1e3, n+"-ms/step")
 	}
-	ratio := func(a, z int) float64 {
-		r := make([]float64, len(ts[a]))
-		for i := range r {
-			r[i] = ts[a][i] / ts[z][i]
-		}
-		return medianOf(r)
-	}
+	ratio := func(a, z int) float64 { return medianRatio(ts[a], ts[z]) }
 	b.ReportMetric(ratio(2, 0), "jem/ce")
 	b.ReportMetric(ratio(3, 0), "hdge-jem/ce")
 	b.ReportMetric(ratio(2, 1), "jem/hdge")
