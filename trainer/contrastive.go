@@ -35,54 +35,41 @@ func init() {
 		settings.Int("proj-dim", groupContrastive, learnt, 128, "width of the projection head's output (an MLP dim -> dim -> ReLU -> proj-dim, L2-normalised)",
 			func(c *Config) *int { return &c.ProjDim }, settings.AtLeast(1)),
 	)
-	twoViews := func(c Config) data.Augment { return data.ContrastiveAugment(!c.flip()) }
-	RegisterObjective(ObjectiveInfo{
-		Name:    "supcon",
-		Usage:   "supervised contrastive pre-training (stage 1; then --init it with --freeze-features --objective ce)",
-		Views:   2,
-		Augment: twoViews,
-		Check:   checkContrastiveBatch,
-		New: func(env Env) (Objective, error) {
+	// The three share the two contrastive views, the batch check and a projection head.
+	register := func(name, usage string, build func(env Env, h *projHead) (Objective, error)) {
+		RegisterObjective(ObjectiveInfo{
+			Name:    name,
+			Usage:   usage,
+			Views:   2,
+			Augment: func(c Config) data.Augment { return data.ContrastiveAugment(!c.flip()) },
+			Check:   checkContrastiveBatch,
+			New: func(env Env) (Objective, error) {
+				h, err := newProjHead(env)
+				if err != nil {
+					return nil, err
+				}
+				return build(env, h)
+			},
+		})
+	}
+	register("supcon", "supervised contrastive pre-training (stage 1; then --init it with --freeze-features --objective ce)",
+		func(env Env, h *projHead) (Objective, error) {
 			cfg := nn.SupConConfig{Temperature: env.Config.SupConTemperature, BaseTemperature: env.Config.SupConBaseTemperature}
 			if err := cfg.Validate(); err != nil {
+				h.Close()
 				return nil, fmt.Errorf("--supcon-temperature: %w", err)
 			}
-			h, err := newProjHead(env)
-			if err != nil {
-				return nil, err
-			}
 			return &supconObjective{projHead: h, cfg: cfg}, nil
-		},
-	})
-	RegisterObjective(ObjectiveInfo{
-		Name:    "simclr",
-		Usage:   "SimCLR's NT-Xent pre-training, labels unused (stage 1 of contrastive pre-training and of JointLoss)",
-		Views:   2,
-		Augment: twoViews,
-		Check:   checkContrastiveBatch,
-		New: func(env Env) (Objective, error) {
-			h, err := newProjHead(env)
-			if err != nil {
-				return nil, err
-			}
+		})
+	register("simclr", "SimCLR's NT-Xent pre-training, labels unused (stage 1 of contrastive pre-training and of JointLoss)",
+		func(env Env, h *projHead) (Objective, error) {
 			return &simclrObjective{projHead: h, temperature: env.Config.SimCLRTemperature}, nil
-		},
-	})
-	RegisterObjective(ObjectiveInfo{
-		Name:    "jointloss",
-		Usage:   "JointLoss fine-tuning: CE (with --label-smoothing) + --jointloss-weight · NT-Xent on two views",
-		Views:   2,
-		Augment: twoViews,
-		Check:   checkContrastiveBatch,
-		New: func(env Env) (Objective, error) {
-			h, err := newProjHead(env)
-			if err != nil {
-				return nil, err
-			}
+		})
+	register("jointloss", "JointLoss fine-tuning: CE (with --label-smoothing) + --jointloss-weight · NT-Xent on two views",
+		func(env Env, h *projHead) (Objective, error) {
 			return &jointObjective{simclrObjective: simclrObjective{projHead: h, temperature: env.Config.SimCLRTemperature},
 				weight: env.Config.JointWeight, smoothing: env.Config.LabelSmoothing}, nil
-		},
-	})
+		})
 }
 
 // checkContrastiveBatch: every anchor needs at least one negative, so a batch of one image has
