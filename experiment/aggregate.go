@@ -188,7 +188,7 @@ func Aggregate(s *Spec) (*Results, error) {
 	key := s.evalKey()
 	for _, r := range s.Runs {
 		rr := RunResult{Name: r.Name, Description: r.Description, Set: r.Set, Metrics: map[string]*Stat{}, Notes: []string{}}
-		for _, seed := range s.Seeds {
+		for _, seed := range s.RunSeeds(r) {
 			res.Total++
 			cfg, err := s.config(r, seed)
 			if err != nil {

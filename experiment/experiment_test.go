@@ -340,6 +340,10 @@ func TestSpecErrors(t *testing.T) {
 		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "a"}], "eval": {"ood": "test"}}`, `eval: "ood"`},
 		{`{"name": "x", "out": "o", "seeds": [1], "runs": [{"name": "a"}], "eval": {"checkpoint": "final"}}`, `eval: "checkpoint": unknown value "final"`},
 		{"{\"name\": \"x\",\n \"out\": \"o\",,\n}", `invalid JSON at line 2`},
+		{`{"name": "x", "out": "o", "seeds": [1, 2], "runs": [{"name": "a", "seeds": [3]}]}`, `runs[0] (a): "seeds": 3 is not among the spec's seeds [1 2]`},
+		{`{"name": "x", "out": "o", "seeds": [1, 2], "runs": [{"name": "a", "seeds": []}]}`, `runs[0] (a): "seeds" is empty`},
+		{`{"name": "x", "out": "o", "seeds": [1, 2], "runs": [{"name": "a", "seeds": "1"}]}`, `runs[0] (a): "seeds": want a list`},
+		{`{"name": "x", "out": "o", "seeds": [1, 2], "runs": [{"name": "a", "seeds": [1]}, {"name": "b", "set": {"init": "{run:a}"}}]}`, `runs[1] (b): seed 2 starts from {run:a}, which is not trained with that seed`},
 	} {
 		path := filepath.Join(dir, "spec.json")
 		if err := os.WriteFile(path, []byte(c.spec), 0o644); err != nil {
@@ -359,6 +363,39 @@ func TestSpecErrors(t *testing.T) {
 	}
 	if _, err := s.Units(nil, []uint64{2}); err == nil || !strings.Contains(err.Error(), "--seeds: 2 is not among the spec's seeds") {
 		t.Errorf("--seeds 2: %v", err)
+	}
+}
+
+// TestRunSeeds: a run's own "seeds" trains it with only those of the spec's seeds, and the results
+// count only those units.
+func TestRunSeeds(t *testing.T) {
+	s, err := Parse([]byte(`{"name": "x", "out": "` + t.TempDir() + `", "seeds": [1, 2, 3], "base": {"steps": 3},
+		"runs": [{"name": "ce", "set": {"objective": "ce"}}, {"name": "hdge", "seeds": [2, 1]},
+		         {"name": "probe", "seeds": [1], "set": {"init": "{run:hdge}", "freeze-features": true}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	units, err := s.Units(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range units {
+		got = append(got, fmt.Sprintf("%s/%d", u.Run, u.Seed))
+	}
+	if want := "ce/1 hdge/1 probe/1 ce/2 hdge/2 ce/3"; strings.Join(got, " ") != want {
+		t.Errorf("units %v, want %s (seed by seed, each run only with its own seeds)", got, want)
+	}
+	units, err = s.Units([]string{"probe"}, []uint64{3})
+	if err != nil || len(units) != 0 {
+		t.Errorf("--only probe --seeds 3: %v units, err %v; want none (probe has no seed 3)", len(units), err)
+	}
+	res, err := Aggregate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Total != 6 {
+		t.Errorf("aggregate counts %d units, want 6", res.Total)
 	}
 }
 

@@ -80,7 +80,7 @@ func (s *Spec) Units(only []string, seeds []uint64) ([]Unit, error) {
 			continue
 		}
 		for _, r := range s.Runs {
-			if only != nil && !slices.Contains(only, r.Name) {
+			if only != nil && !slices.Contains(only, r.Name) || !slices.Contains(s.RunSeeds(r), seed) {
 				continue
 			}
 			cfg, err := s.config(r, seed)

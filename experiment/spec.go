@@ -41,12 +41,15 @@ type RunSpec struct {
 	Name        string
 	Description string
 	Set         map[string]any
+	// Seeds, when given, trains the run with only these of the spec's seeds (e.g. three seeds for
+	// the headline runs and two for the rest); nil: every seed of the spec.
+	Seeds []uint64
 }
 
 // Keys a spec may hold, in the order they are documented.
 var (
 	specKeys = []string{"name", "description", "base", "runs", "seeds", "eval", "out", "baseline"}
-	runKeys  = []string{"name", "description", "set"}
+	runKeys  = []string{"name", "description", "set", "seeds"}
 	// runnerKeys are train flags the runner sets itself, one value per run directory.
 	runnerKeys = map[string]string{"seed": `use the spec's "seeds" list`, "out": `use the spec's "out"`}
 )
@@ -129,6 +132,11 @@ func Parse(b []byte) (*Spec, error) {
 		}
 		if r.Set, err = decodeSettings(obj["set"], where+": set"); err != nil {
 			return nil, err
+		}
+		if raw, ok := obj["seeds"]; ok {
+			if err := json.Unmarshal(raw, &r.Seeds); err != nil || r.Seeds == nil {
+				return nil, fmt.Errorf(`%s: "seeds": want a list of the spec's seeds, such as [1, 2]`, where)
+			}
 		}
 		s.Runs = append(s.Runs, r)
 	}
@@ -222,14 +230,33 @@ func (s *Spec) check() error {
 				return fmt.Errorf("%s: set: %q is set by the runner for each run (%s)", where, k, why)
 			}
 		}
+		if r.Seeds != nil {
+			if len(r.Seeds) == 0 {
+				return fmt.Errorf(`%s: "seeds" is empty: leave it out to train every seed of the spec`, where)
+			}
+			for j, seed := range r.Seeds {
+				if !slices.Contains(s.Seeds, seed) {
+					return fmt.Errorf(`%s: "seeds": %d is not among the spec's seeds %v`, where, seed, s.Seeds)
+				}
+				if slices.Contains(r.Seeds[:j], seed) {
+					return fmt.Errorf(`%s: "seeds": %d appears twice`, where, seed)
+				}
+			}
+		}
 		if dep := s.dependency(r); dep != "" {
 			// Only an earlier run: a sitting trains runs in spec order, so stage 1 is there first,
 			// and a chain can never loop.
-			if !slices.ContainsFunc(s.Runs[:i], func(o RunSpec) bool { return o.Name == dep }) {
+			j := slices.IndexFunc(s.Runs[:i], func(o RunSpec) bool { return o.Name == dep })
+			if j < 0 {
 				return fmt.Errorf(`%s: set: "init": {run:%s} must name a run listed before this one`, where, dep)
 			}
+			for _, seed := range s.RunSeeds(r) {
+				if !slices.Contains(s.RunSeeds(s.Runs[j]), seed) {
+					return fmt.Errorf(`%s: seed %d starts from {run:%s}, which is not trained with that seed`, where, seed, dep)
+				}
+			}
 		}
-		cfg, err := s.config(r, s.Seeds[0])
+		cfg, err := s.config(r, s.RunSeeds(r)[0])
 		if err != nil {
 			return fmt.Errorf("%s: set: %w", where, err)
 		}
@@ -255,6 +282,20 @@ func (s *Spec) run(name string) *RunSpec {
 		}
 	}
 	return nil
+}
+
+// RunSeeds are the seeds a run is trained with, in the spec's order.
+func (s *Spec) RunSeeds(r RunSpec) []uint64 {
+	if r.Seeds == nil {
+		return s.Seeds
+	}
+	out := make([]uint64, 0, len(r.Seeds))
+	for _, seed := range s.Seeds {
+		if slices.Contains(r.Seeds, seed) {
+			out = append(out, seed)
+		}
+	}
+	return out
 }
 
 // RunNames lists the runs in spec order.
