@@ -258,6 +258,8 @@ func (res *Results) Markdown() string {
 		p("\n")
 	}
 
+	res.figuresMarkdown(p)
+
 	var notes []string
 	for _, r := range res.Runs {
 		for _, n := range r.Notes {
