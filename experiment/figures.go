@@ -2,6 +2,7 @@ package experiment
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math"
 	"os"
@@ -365,10 +366,17 @@ func (res *Results) logQXFigures(runs []figureRun, notYet leftOut) ([]histFigure
 		if len(r.seeds) == 0 {
 			continue
 		}
-		seed := r.seeds[0]
-		dir := filepath.Join(r.dir(seed), evalDir, suite.LogitsDir)
-		if !exists(filepath.Join(dir, suite.IndexFile)) {
-			left.add(fmt.Sprintf("seed %d exported no logits", seed), r.name)
+		// The first seed done that kept its export: an evaluation re-scored with --logits, or one
+		// whose logits were deleted to save space, has none.
+		seed, dir := uint64(0), ""
+		for _, sd := range r.seeds {
+			if d := filepath.Join(r.dir(sd), evalDir, suite.LogitsDir); exists(filepath.Join(d, suite.IndexFile)) {
+				seed, dir = sd, d
+				break
+			}
+		}
+		if dir == "" {
+			left.add("no exported logits", r.name)
 			continue
 		}
 		idx, err := suite.ReadIndex(dir)
@@ -416,7 +424,7 @@ func (res *Results) logQXFigures(runs []figureRun, notYet leftOut) ([]histFigure
 			plots = append(plots, p)
 			drawnRuns = append(drawnRuns, r.name)
 			used = append(used, fmt.Sprintf("%s seed %d", r.name, src.seed))
-			testSet = src.idx.Test.Dataset
+			testSet = cmp.Or(src.idx.Test.Dataset, "in-distribution")
 		}
 		if len(plots) == 0 {
 			continue
@@ -429,8 +437,8 @@ func (res *Results) logQXFigures(runs []figureRun, notYet leftOut) ([]histFigure
 		f := FigureResult{Kind: FigureLogQX, File: figureFile("logqx_" + set + ".png"), Title: "log q(x): " + testSet + " against " + set,
 			Runs: drawnRuns, LeftOut: setLeft.list(), Panels: len(plots), Columns: cols}
 		f.Caption = fmt.Sprintf("Histograms of log q(x), the logsumexp of the logits, over the %s test images (blue) against %s (orange), "+
-			"each normalised to a density, one panel per run with the AUROC of log q(x) in its title; from the logits the first seed done of each run "+
-			"exported (%s: RUN/seed-SEED/eval/logits/test.npy and %s.npy).%s",
+			"each normalised to a density, one panel per run with the AUROC of log q(x) in its title; from the logits exported by the first seed done "+
+			"of each run (%s: RUN/seed-SEED/eval/logits/test.npy and %s.npy).%s",
 			testSet, set, strings.Join(used, ", "), set, setLeft.sentence())
 		out = append(out, histFigure{f, b})
 	}
