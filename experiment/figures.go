@@ -117,35 +117,29 @@ func (res *Results) writeFigures(s *Spec) error {
 		}
 		runs = append(runs, fr)
 	}
-	type drawn struct {
-		FigureResult
-		png []byte
-	}
-	var figs []drawn
+	var figs []drawnFigure
 	note := func(format string, args ...any) {
 		res.FigureNotes = append(res.FigureNotes, fmt.Sprintf(format, args...))
 	}
 
 	for _, norm := range pgdNorms(res.PGD) {
-		f, b, err := res.robustnessFigure(runs, notYet, norm)
+		f, err := res.robustnessFigure(runs, notYet, norm)
 		if err != nil {
 			note("robustness figure (%s) left out: %v", norm, err)
-		} else if b != nil {
-			figs = append(figs, drawn{f, b})
+		} else if f != nil {
+			figs = append(figs, *f)
 		}
 	}
-	if f, b, err := res.reliabilityFigure(runs, notYet); err != nil {
+	if f, err := res.reliabilityFigure(runs, notYet); err != nil {
 		note("reliability figure left out: %v", err)
-	} else if b != nil {
-		figs = append(figs, drawn{f, b})
+	} else if f != nil {
+		figs = append(figs, *f)
 	}
 	hist, err := res.logQXFigures(runs, notYet)
 	if err != nil {
 		note("log q(x) figures left out: %v", err)
 	}
-	for _, h := range hist {
-		figs = append(figs, drawn{h.FigureResult, h.png})
-	}
+	figs = append(figs, hist...)
 
 	res.Figures = nil
 	keep := map[string]bool{}
@@ -190,9 +184,15 @@ func pgdNorms(cols []PGDColumn) []string {
 
 func figureFile(name string) string { return FiguresDir + "/" + name }
 
+// drawnFigure is a figure and its PNG, before it is written.
+type drawnFigure struct {
+	FigureResult
+	png []byte
+}
+
 // robustnessFigure draws the robustness table's numbers of one norm: each run's mean over its
 // seeds, a band of ±1 std where two seeds or more are done.
-func (res *Results) robustnessFigure(runs []figureRun, notYet leftOut, norm string) (FigureResult, []byte, error) {
+func (res *Results) robustnessFigure(runs []figureRun, notYet leftOut, norm string) (*drawnFigure, error) {
 	var cols []PGDColumn
 	for _, c := range res.PGD {
 		if c.Norm == norm {
@@ -209,7 +209,6 @@ func (res *Results) robustnessFigure(runs []figureRun, notYet leftOut, norm stri
 	left := notYet.clone()
 	var curves []eval.RobustnessCurve
 	var drawnRuns []string
-	seedCount := map[string]int{}
 	for i, r := range runs {
 		if len(r.seeds) == 0 {
 			continue
@@ -235,7 +234,6 @@ func (res *Results) robustnessFigure(runs []figureRun, notYet leftOut, norm stri
 				c.Name = fmt.Sprintf("%s (%s)", r.name, plural(n, "seed"))
 				curves = append(curves, c)
 				found = true
-				seedCount[r.name] = max(seedCount[r.name], n)
 			}
 		}
 		if found {
@@ -245,15 +243,15 @@ func (res *Results) robustnessFigure(runs []figureRun, notYet leftOut, norm stri
 		}
 	}
 	if len(curves) == 0 {
-		return FigureResult{}, nil, nil
+		return nil, nil
 	}
 	p, err := eval.RobustnessComparePlot(curves, norm)
 	if err != nil {
-		return FigureResult{}, nil, err
+		return nil, err
 	}
 	b, err := eval.RenderPNG(p, eval.FigureWidth, eval.FigureHeight, eval.FigureDPI)
 	if err != nil {
-		return FigureResult{}, nil, err
+		return nil, err
 	}
 	what := fmt.Sprintf("PGD accuracy (%%) under %s attacks", normTitle(norm))
 	if len(steps) == 1 {
@@ -267,12 +265,12 @@ func (res *Results) robustnessFigure(runs []figureRun, notYet leftOut, norm stri
 	f.Caption = fmt.Sprintf("%s against ε, one line per run: the mean over the seeds done (counted in the legend), "+
 		"with a band (a bar for a single ε) of ±1 sample standard deviation where two seeds or more are done; "+
 		"the numbers of the robustness table, from robustness in RUN/seed-SEED/eval/metrics.json.%s", what, left.sentence())
-	return f, b, nil
+	return &drawnFigure{f, b}, nil
 }
 
 // reliabilityFigure draws one reliability diagram per run from the bins in metrics.json, pooled
 // over the seeds done.
-func (res *Results) reliabilityFigure(runs []figureRun, notYet leftOut) (FigureResult, []byte, error) {
+func (res *Results) reliabilityFigure(runs []figureRun, notYet leftOut) (*drawnFigure, error) {
 	left := notYet.clone()
 	var plots []*plot.Plot
 	var drawnRuns, how []string
@@ -286,7 +284,7 @@ func (res *Results) reliabilityFigure(runs []figureRun, notYet leftOut) (FigureR
 		for _, seed := range r.seeds {
 			m, err := readMetrics(filepath.Join(r.dir(seed), evalDir, suite.MetricsFile))
 			if err != nil {
-				return FigureResult{}, nil, err
+				return nil, err
 			}
 			if m.Calibration == nil || len(m.Calibration.Bins) == 0 {
 				continue
@@ -312,18 +310,18 @@ func (res *Results) reliabilityFigure(runs []figureRun, notYet leftOut) (FigureR
 		title := fmt.Sprintf("%s, %s: ECE %.2f%%", r.name, seedList(used), 100*c.ECE)
 		p, err := eval.ReliabilityPlot(c, title)
 		if err != nil {
-			return FigureResult{}, nil, fmt.Errorf("%s: %w", r.name, err)
+			return nil, fmt.Errorf("%s: %w", r.name, err)
 		}
 		plots = append(plots, p)
 		drawnRuns = append(drawnRuns, r.name)
 	}
 	if len(plots) == 0 {
-		return FigureResult{}, nil, nil
+		return nil, nil
 	}
 	cols := eval.PanelColumns(len(plots))
 	b, err := eval.RenderPanels(plots, cols, eval.FigureWidth, eval.FigureHeight, eval.FigureDPI)
 	if err != nil {
-		return FigureResult{}, nil, err
+		return nil, err
 	}
 	of := "test images"
 	if testSet != "" {
@@ -338,18 +336,13 @@ func (res *Results) reliabilityFigure(runs []figureRun, notYet leftOut) (FigureR
 		f.Caption += " " + strings.Join(how, "; ") + "."
 	}
 	f.Caption += left.sentence()
-	return f, b, nil
-}
-
-type histFigure struct {
-	FigureResult
-	png []byte
+	return &drawnFigure{f, b}, nil
 }
 
 // logQXFigures draws, for each OOD set, one panel per run with the histogram of log q(x) over the
 // in-distribution test images against the set, from the logits the first done seed exported, with
 // the same code that draws each evaluation's hist_<set>_logqx.png.
-func (res *Results) logQXFigures(runs []figureRun, notYet leftOut) ([]histFigure, error) {
+func (res *Results) logQXFigures(runs []figureRun, notYet leftOut) ([]drawnFigure, error) {
 	if len(res.OODSets) == 0 {
 		return nil, nil
 	}
@@ -393,7 +386,7 @@ func (res *Results) logQXFigures(runs []figureRun, notYet leftOut) ([]histFigure
 		}
 		srcs[r.name] = &source{seed: seed, dir: dir, idx: idx, in: sIn, name: idx.Test.Dataset + " (in)"}
 	}
-	var out []histFigure
+	var out []drawnFigure
 	for _, set := range res.OODSets {
 		setLeft := left.clone()
 		var plots []*plot.Plot
@@ -440,7 +433,7 @@ func (res *Results) logQXFigures(runs []figureRun, notYet leftOut) ([]histFigure
 			"each normalised to a density, one panel per run with the AUROC of log q(x) in its title; from the logits exported by the first seed done "+
 			"of each run (%s: RUN/seed-SEED/eval/logits/test.npy and %s.npy).%s",
 			testSet, set, strings.Join(used, ", "), set, setLeft.sentence())
-		out = append(out, histFigure{f, b})
+		out = append(out, drawnFigure{f, b})
 	}
 	return out, nil
 }
