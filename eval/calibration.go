@@ -122,3 +122,58 @@ func Calibrate(l Logits, labels []int64, numBins int) (Calibration, error) {
 	return Calibration{ECE: ece, MCE: mce, Brier: brier / n, NLL: nll / n,
 		Accuracy: float64(nCorrect) / n, N: l.N, Bins: bins}, nil
 }
+
+// PoolCalibration merges the reliability tables of several evaluations (seeds of one model) into
+// the table of all their samples together: bin counts add, per-bin accuracy and confidence are
+// count-weighted means, and ECE, MCE and accuracy are recomputed from the merged bins. Brier and
+// NLL, which bins do not carry, are sample-weighted means. The bins must have the same edges.
+func PoolCalibration(cs ...Calibration) (Calibration, error) {
+	if len(cs) == 0 {
+		return Calibration{}, fmt.Errorf("pooling calibration: no tables")
+	}
+	out := Calibration{Bins: make([]CalibrationBin, len(cs[0].Bins))}
+	for i, b := range cs[0].Bins {
+		out.Bins[i].Lo, out.Bins[i].Hi = b.Lo, b.Hi
+	}
+	for k, c := range cs {
+		if len(c.Bins) != len(out.Bins) {
+			return Calibration{}, fmt.Errorf("pooling calibration: table %d has %d bins, table 0 has %d", k, len(c.Bins), len(out.Bins))
+		}
+		var n int
+		for i, b := range c.Bins {
+			o := &out.Bins[i]
+			if math.Abs(b.Lo-o.Lo) > 1e-12 || math.Abs(b.Hi-o.Hi) > 1e-12 {
+				return Calibration{}, fmt.Errorf("pooling calibration: bin %d of table %d is (%v, %v], of table 0 (%v, %v]", i, k, b.Lo, b.Hi, o.Lo, o.Hi)
+			}
+			o.Count += b.Count
+			o.Accuracy += float64(b.Count) * b.Accuracy
+			o.Confidence += float64(b.Count) * b.Confidence
+			n += b.Count
+		}
+		if c.N != 0 && n != c.N {
+			return Calibration{}, fmt.Errorf("pooling calibration: the bins of table %d hold %d samples, its n is %d", k, n, c.N)
+		}
+		out.N += n
+		out.Brier += float64(n) * c.Brier
+		out.NLL += float64(n) * c.NLL
+	}
+	if out.N == 0 {
+		return Calibration{}, fmt.Errorf("pooling calibration: no samples in the bins")
+	}
+	n := float64(out.N)
+	for i := range out.Bins {
+		b := &out.Bins[i]
+		if b.Count == 0 {
+			continue
+		}
+		out.Accuracy += b.Accuracy / n
+		b.Accuracy /= float64(b.Count)
+		b.Confidence /= float64(b.Count)
+		gap := math.Abs(b.Accuracy - b.Confidence)
+		out.ECE += float64(b.Count) / n * gap
+		out.MCE = max(out.MCE, gap)
+	}
+	out.Brier /= n
+	out.NLL /= n
+	return out, nil
+}

@@ -155,25 +155,36 @@ func (r *Report) AddClassification(name string, l Logits, labels []int64) error 
 // AddOOD computes the OOD metrics of one score on one OOD set and adds the score histogram of the
 // in-distribution set (named inName) against it.
 func (r *Report) AddOOD(inName, set, score string, in, out []float64) error {
-	if set == "" || score == "" {
-		return fmt.Errorf("OOD: set and score names must not be empty (got %q, %q)", set, score)
-	}
-	m, err := OOD(in, out)
-	if err != nil {
-		return fmt.Errorf("OOD set %s, score %s: %w", set, score, err)
-	}
-	r.OOD = slices.DeleteFunc(r.OOD, func(o OODRow) bool { return o.Set == set && o.Score == score })
-	r.OOD = append(r.OOD, OODRow{Set: set, Score: score, OODMetrics: m})
-	h, err := NewHistograms(60, NamedScores{cmp.Or(inName, "in-distribution"), in}, NamedScores{set, out})
-	if err != nil {
-		return fmt.Errorf("OOD set %s, score %s: %w", set, score, err)
-	}
-	p, err := ScoreHistogramPlot(h, scoreLabel(score), m.AUROC)
+	p, m, err := OODHistogramPlot(inName, set, score, in, out)
 	if err != nil {
 		return err
 	}
+	r.OOD = slices.DeleteFunc(r.OOD, func(o OODRow) bool { return o.Set == set && o.Score == score })
+	r.OOD = append(r.OOD, OODRow{Set: set, Score: score, OODMetrics: m})
 	r.AddFigure("hist "+set+" "+score, fmt.Sprintf("%s: %s vs %s", scoreLabel(score), cmp.Or(inName, "in"), set), "ood", p)
 	return nil
+}
+
+// OODHistogramPlot computes the OOD metrics of one score on one OOD set and draws the figure
+// AddOOD adds to a report: the score's histogram over the in-distribution set (named inName)
+// against the OOD set, each normalised to a density, with the AUROC in the title.
+func OODHistogramPlot(inName, set, score string, in, out []float64) (*plot.Plot, OODMetrics, error) {
+	if set == "" || score == "" {
+		return nil, OODMetrics{}, fmt.Errorf("OOD: set and score names must not be empty (got %q, %q)", set, score)
+	}
+	m, err := OOD(in, out)
+	if err != nil {
+		return nil, OODMetrics{}, fmt.Errorf("OOD set %s, score %s: %w", set, score, err)
+	}
+	h, err := NewHistograms(60, NamedScores{cmp.Or(inName, "in-distribution"), in}, NamedScores{set, out})
+	if err != nil {
+		return nil, OODMetrics{}, fmt.Errorf("OOD set %s, score %s: %w", set, score, err)
+	}
+	p, err := ScoreHistogramPlot(h, scoreLabel(score), m.AUROC)
+	if err != nil {
+		return nil, OODMetrics{}, err
+	}
+	return p, m, nil
 }
 
 // scoreLabel is the axis label for a score name.

@@ -109,6 +109,10 @@ type Results struct {
 	Runs     []RunResult                  `json:"runs"`
 	Deltas   map[string]map[string]*Delta `json:"deltas,omitempty"`
 
+	// Figures compare the runs side by side (OUT/figures); FigureNotes say why one is missing.
+	Figures     []FigureResult `json:"figures,omitempty"`
+	FigureNotes []string       `json:"figure_notes,omitempty"`
+
 	trainCommand, evalCommand string
 }
 
@@ -147,8 +151,9 @@ type metricsFile struct {
 	eval.MetricsJSON
 	Config struct {
 		Eval struct {
-			OOD []string `json:"ood"`
-			PGD struct {
+			OOD  []string `json:"ood"`
+			Test string   `json:"test"`
+			PGD  struct {
 				Images int `json:"images"`
 			} `json:"pgd"`
 		} `json:"eval"`
@@ -325,6 +330,9 @@ func Aggregate(s *Spec) (*Results, error) {
 	}
 	res.trainCommand, res.evalCommand = commandTemplates(s)
 	if err := os.MkdirAll(s.Out, 0o755); err != nil {
+		return nil, err
+	}
+	if err := res.writeFigures(s); err != nil {
 		return nil, err
 	}
 	if err := writeJSONFile(filepath.Join(s.Out, ResultsJSON), res); err != nil {

@@ -258,6 +258,8 @@ func (res *Results) Markdown() string {
 		p("\n")
 	}
 
+	res.figuresMarkdown(p)
+
 	var notes []string
 	for _, r := range res.Runs {
 		for _, n := range r.Notes {
@@ -287,11 +289,7 @@ func scoreTitle(score string) string {
 }
 
 func pgdTitle(c PGDColumn, all []PGDColumn) string {
-	norm := map[string]string{"linf": "L∞", "l2": "L2"}[c.Norm]
-	if norm == "" {
-		norm = c.Norm
-	}
-	t := fmt.Sprintf("%s ε=%s", norm, c.Label)
+	t := fmt.Sprintf("%s ε=%s", normTitle(c.Norm), c.Label)
 	steps := map[int]bool{}
 	for _, o := range all {
 		steps[o.Steps] = true

@@ -33,7 +33,8 @@ func experimentCommand() *cli.Command {
 Keys are the train and eval commands' flag names. Each run and seed trains into OUT/RUN/seed-N and
 is evaluated into OUT/RUN/seed-N/eval. Finished work is skipped and an interrupted run resumes from
 its checkpoint, so Ctrl-C and running the same command again completes a grid over several sittings.
-OUT/results.md and OUT/results.json hold mean ± standard deviation over the seeds done.`,
+OUT/results.md and OUT/results.json hold mean ± standard deviation over the seeds done; OUT/figures
+holds the robustness curves, reliability diagrams and log q(x) histograms of the runs side by side.`,
 		Subcommands: []*cli.Command{
 			{
 				Name:      "run",
@@ -51,7 +52,7 @@ OUT/results.md and OUT/results.json hold mean ± standard deviation over the see
 			},
 			{
 				Name:      "aggregate",
-				Usage:     "write OUT/results.md and OUT/results.json from the runs done so far, training nothing; print the markdown",
+				Usage:     "write OUT/results.md, OUT/results.json and OUT/figures from the runs done so far, training nothing; print the markdown",
 				ArgsUsage: "SPEC",
 				Flags:     []cli.Flag{out},
 				Action:    aggregateExperiment,
@@ -132,7 +133,11 @@ func aggregateExperiment(c *cli.Context) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	fmt.Print(res.Markdown())
-	fmt.Fprintf(os.Stderr, "wrote %s and %s (%d of %d runs × seeds done)\n", filepath.Join(s.Out, experiment.ResultsMarkdown),
+	fmt.Fprintf(os.Stderr, "wrote %s and %s (%d of %d runs × seeds done)", filepath.Join(s.Out, experiment.ResultsMarkdown),
 		filepath.Join(s.Out, experiment.ResultsJSON), res.Done, res.Total)
+	if len(res.Figures) > 0 {
+		fmt.Fprintf(os.Stderr, ", %d figures in %s", len(res.Figures), filepath.Join(s.Out, experiment.FiguresDir))
+	}
+	fmt.Fprintln(os.Stderr)
 	return nil
 }

@@ -136,6 +136,20 @@ func ReadIndex(dir string) (*Index, error) {
 	return &idx, nil
 }
 
+// SetLogits reads one set's logits from the folder dir that idx describes: TestSetName for the
+// in-distribution test set, otherwise the OOD set of that name.
+func (idx *Index) SetLogits(dir, name string) (eval.Logits, error) {
+	if name == TestSetName {
+		return readLogits(dir, idx.Test.Logits, idx.Test.N, idx.Test.C)
+	}
+	for _, s := range idx.OOD {
+		if s.Name == name {
+			return readLogits(dir, s.Logits, s.N, s.C)
+		}
+	}
+	return eval.Logits{}, fmt.Errorf("logits folder %s has no set %q", dir, name)
+}
+
 // readLogits loads an N×C float32 .npy and checks it against the index's shape.
 func readLogits(dir, file string, wantN, wantC int) (eval.Logits, error) {
 	path := filepath.Join(dir, file)
