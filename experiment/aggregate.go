@@ -1,6 +1,8 @@
 package experiment
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,11 +96,14 @@ type Results struct {
 	Hardware      []string          `json:"hardware"`
 	// Wall times in seconds over every sitting recorded in the run directories, failed ones too.
 	TrainSeconds float64 `json:"train_seconds"`
-	EvalSeconds  float64 `json:"eval_seconds"`
-	FirstStart   string  `json:"first_start,omitempty"`
-	LastEnd      string  `json:"last_end,omitempty"`
-	Done         int     `json:"done"`
-	Total        int     `json:"total"`
+	// Diverged is whether any unit (done or not) rolled back from a divergence: the tables then
+	// count each run's restarts.
+	Diverged    bool    `json:"diverged"`
+	EvalSeconds float64 `json:"eval_seconds"`
+	FirstStart  string  `json:"first_start,omitempty"`
+	LastEnd     string  `json:"last_end,omitempty"`
+	Done        int     `json:"done"`
+	Total       int     `json:"total"`
 
 	OODSets   []string    `json:"ood_sets"`
 	Scores    []string    `json:"scores"`
@@ -127,6 +132,7 @@ const (
 	KeyTrainImgPerS = "train_img_per_s" // images trained on / training wall time (validation included)
 	KeyBestValAcc   = "best_val_acc"
 	KeyEvalStep     = "eval_checkpoint_step" // step of the checkpoint evaluated
+	KeyRestarts     = "restarts"             // divergences the run rolled back from (--on-divergence restart)
 )
 
 // OODKey is the metric key of an OOD score's AUROC (what = "auroc") or FPR at 95% TPR ("fpr95").
@@ -217,7 +223,22 @@ func Aggregate(s *Spec) (*Results, error) {
 				}
 			}
 			us := unitStatus(u, st, key)
+			restarts, err := countRestarts(u.Dir)
+			if err != nil {
+				return nil, err
+			}
+			if restarts > 0 {
+				res.Diverged = true
+			}
 			rr.Units = append(rr.Units, us)
+			if us.Status != StatusMissing {
+				// Counted for runs still training or failed too: a divergence is news either way.
+				if rr.Metrics[KeyRestarts] == nil {
+					rr.Metrics[KeyRestarts] = &Stat{}
+				}
+				rr.Metrics[KeyRestarts].Values = append(rr.Metrics[KeyRestarts].Values, float64(restarts))
+				rr.Metrics[KeyRestarts].Seeds = append(rr.Metrics[KeyRestarts].Seeds, seed)
+			}
 			if us.Status != StatusDone {
 				if us.Status != StatusMissing {
 					rr.Notes = append(rr.Notes, fmt.Sprintf("seed %d %s: %s", seed, us.Status, us.Note))
@@ -511,4 +532,36 @@ func displayPath(p string) string {
 		return rel
 	}
 	return p
+}
+
+// countRestarts is how many times a run rolled back from a divergence: the "restart" events of
+// its metrics.jsonl, which every sitting appends to (0 when the run has not started).
+func countRestarts(dir string) (int, error) {
+	f, err := os.Open(filepath.Join(dir, trainer.MetricsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(`"restart"`)) {
+			continue
+		}
+		var ev struct {
+			Event string `json:"event"`
+		}
+		if json.Unmarshal(line, &ev) == nil && ev.Event == "restart" {
+			n++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("%s: %w", filepath.Join(dir, trainer.MetricsFile), err)
+	}
+	return n, nil
 }

@@ -512,3 +512,30 @@ func TestRunLength(t *testing.T) {
 		t.Errorf("a cosine run lengthened: err = %v", err)
 	}
 }
+
+// TestRestartsCounted: a run that rolls back from divergences has them counted in the tables, and
+// one that gives up after --max-restarts is listed as failed with the reason.
+func TestRestartsCounted(t *testing.T) {
+	s := smokeSpec(t)
+	s.Seeds = []uint64{1}
+	s.Runs = []RunSpec{{Name: "ce", Set: map[string]any{"objective": "ce"}},
+		{Name: "jem", Set: map[string]any{"objective": "jem", "norm": "none", "sgld-steps": 1, "buffer-size": 100,
+			"on-divergence": "restart", "max-restarts": 1, "divergence-energy": 1e-9}}}
+	res, err := Run(context.Background(), s, Options{Log: zap.NewNop()})
+	if err == nil {
+		t.Fatal("the sitting succeeded although jem diverges at every step")
+	}
+	if res == nil || !res.Diverged || res.Done != 1 {
+		t.Fatalf("results %+v: want ce done and the divergence noticed", res)
+	}
+	if n, err := countRestarts(s.RunDir("jem", 1)); err != nil || n != 1 {
+		t.Errorf("jem: %d restarts counted (%v), want 1 (--max-restarts 1)", n, err)
+	}
+	md := res.Markdown()
+	if !strings.Contains(md, "| restarts |") || !strings.Contains(md, "| 0 |\n") {
+		t.Errorf("the classification table has no restarts column, or ce's count is not 0:\n%s", md)
+	}
+	if !strings.Contains(md, "seed 1 failed") || !strings.Contains(md, "--max-restarts") {
+		t.Errorf("the notes do not say that jem seed 1 failed after its restarts:\n%s", md)
+	}
+}

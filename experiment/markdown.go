@@ -157,15 +157,32 @@ func (res *Results) Markdown() string {
 		"Accuracy, ECE and PGD accuracy in %%; AUROC with in-distribution test images as positives.\n\n")
 
 	p("### Classification and calibration\n\n")
-	p("| run | seeds | accuracy (%%) | ECE (%%) | NLL | train time (min) | train img/s | eval time (min) |\n|---|---|---|---|---|---|---|---|\n")
+	p("| run | seeds | accuracy (%%) | ECE (%%) | NLL | train time (min) | train img/s | eval time (min) |")
+	if res.Diverged {
+		p(" restarts |")
+	}
+	p("\n|---|---|---|---|---|---|---|---|")
+	if res.Diverged {
+		p("---|")
+	}
+	p("\n")
 	for _, r := range res.Runs {
 		n := 0
 		if a := r.Metrics[KeyAccuracy]; a != nil {
 			n = a.N
 		}
-		p("| %s | %d | %s | %s | %s | %s | %s | %s |\n", r.Name, n, fmtStat(r.Metrics[KeyAccuracy], 100, 2), fmtStat(r.Metrics[KeyECE], 100, 2),
+		p("| %s | %d | %s | %s | %s | %s | %s | %s |", r.Name, n, fmtStat(r.Metrics[KeyAccuracy], 100, 2), fmtStat(r.Metrics[KeyECE], 100, 2),
 			fmtStat(r.Metrics[KeyNLL], 1, 3), fmtStat(r.Metrics[KeyTrainSeconds], 1.0/60, 1), fmtStat(r.Metrics[KeyTrainImgPerS], 1, 0),
 			fmtStat(r.Metrics[KeyEvalSeconds], 1.0/60, 1))
+		if res.Diverged {
+			p(" %s |", fmtCount(r.Metrics[KeyRestarts]))
+		}
+		p("\n")
+	}
+	if res.Diverged {
+		p("\nrestarts: divergences (a non-finite loss, or an energy above --divergence-energy) that the run rolled back from " +
+			"to its last checkpoint, as the total over the seeds started (those still training too), then per seed; a run that gave up after --max-restarts is " +
+			"listed as failed in the notes.\n")
 	}
 	p("\n")
 
@@ -319,6 +336,22 @@ func fmtStat(s *Stat, scale float64, digits int) string {
 		return v
 	}
 	return v + " ± " + strconv.FormatFloat(*s.Std*math.Abs(scale), 'f', digits, 64)
+}
+
+// fmtCount is a count summed over seeds, then seed by seed: "1 (1, 0)".
+func fmtCount(s *Stat) string {
+	if s == nil || s.N == 0 {
+		return "–"
+	}
+	total, each := 0.0, make([]string, len(s.Values))
+	for i, v := range s.Values {
+		total += v
+		each[i] = strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	if len(each) == 1 {
+		return each[0]
+	}
+	return strconv.FormatFloat(total, 'f', -1, 64) + " (" + strings.Join(each, ", ") + ")"
 }
 
 func fmtDelta(d *Delta, scale float64, digits int) string {

@@ -24,6 +24,10 @@ type DivergenceSettings struct {
 
 const groupDivergence = "divergence"
 
+// MetricsFile is the run folder's record of training, one JSON object a line: the logged steps,
+// validations, and events such as {"event": "restart", ...} for each divergence rolled back.
+const MetricsFile = "metrics.jsonl"
+
 func init() {
 	registerSettings(
 		settings.String("on-divergence", groupDivergence, operational, "stop", "stop (keep the last good checkpoint and fail) or restart (roll back to it, re-seed the sampler, maybe lower the lr, go on)",

@@ -193,7 +193,7 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 		if err := writeRawJSON(filepath.Join(cfg.Out, "config.json"), cj); err != nil {
 			return nil, fmt.Errorf("--out: writing config: %w", err)
 		}
-		if mf, err = os.OpenFile(filepath.Join(cfg.Out, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
+		if mf, err = os.OpenFile(filepath.Join(cfg.Out, MetricsFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
 			return nil, fmt.Errorf("--out: %w", err)
 		}
 		defer mf.Close()
