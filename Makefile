@@ -126,6 +126,13 @@ experiment-baselines-fashion: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-baselines.json
 experiment-baselines-cifar10: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10-baselines.json
+# The paper's whole CIFAR-10 protocol on one CUDA GPU (experiments/paper-cifar10-gpu.json: every method,
+# the Table 6 ablation, 2-3 seeds, evaluation, samples with IS/FID): about 215 GPU-hours on an H200,
+# estimated. The script builds the shim against LIBTORCH (a CUDA libtorch), checks the GPU and the
+# data, and continues where it stopped; its header lists DATA_DIR, FID_WEIGHTS, JOBS, SEEDS, ONLY.
+.PHONY: experiment-paper-gpu
+experiment-paper-gpu:
+	scripts/paper-gpu.sh
 
 # hdge-torch against the PyTorch reference of the released HDGE code, on the same libtorch, side by
 # side (bench/README.md): about 25-30 minutes on 2 cores (the objectives section 9-15). Writes bench/results.md and bench/results.json;

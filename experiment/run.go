@@ -438,6 +438,8 @@ func (r *runner) evaluate(ctx context.Context, u Unit, st *State, steps int, log
 	cfg := r.spec.eval.cfg
 	cfg.Checkpoint, cfg.Out, cfg.Threads, cfg.Log, cfg.Progress = u.Dir, out, u.cfg.Threads, elog, r.opts.Progress
 	cfg.Samples = samples
+	// One spec's scores cover every run: pxsim is computed for the runs that keep a queue.
+	cfg.PXSimWhereQueued = true
 	if r.spec.eval.last {
 		if cfg.Checkpoint, err = model.ResolveCheckpoint(u.Dir, false); err != nil {
 			return err

@@ -194,7 +194,7 @@ func (r *runner) addSamplesToEval(ctx context.Context, out, dir string, log *zap
 	defer closeLog()
 	cfg := r.spec.eval.cfg
 	cfg.Checkpoint, cfg.Logits, cfg.Out, cfg.Samples, cfg.Log, cfg.Progress = "", filepath.Join(out, suite.LogitsDir), out, dir, elog, r.opts.Progress
-	cfg.OOD, cfg.PGD = nil, suite.PGD{} // re-scored as exported
+	cfg.OOD, cfg.PGD, cfg.Scores = nil, suite.PGD{}, nil // re-scored as exported (pxsim only where it was)
 	log.Info("evaluation done before the samples: adding them to its report", zap.String("samples", dir))
 	if _, err := suite.Run(ctx, cfg); err != nil {
 		if ctx.Err() != nil {

@@ -63,6 +63,10 @@ type Config struct {
 
 	Suites []string // nil: every suite the data allows
 	Scores []string // nil: DefaultScores
+	// PXSimWhereQueued leaves pxsim out, with a log line, for a checkpoint that keeps no HDGE
+	// queue instead of refusing it: an experiment's one list of scores covers runs of every
+	// objective (CE, JEM, SupCon beside HDGE).
+	PXSimWhereQueued bool
 
 	PGD PGD
 

@@ -141,17 +141,24 @@ func export(ctx context.Context, cfg *Config, dir string, log *zap.Logger) error
 	idx := &Index{Format: indexFormat, Model: run.Objective + " " + run.Model, Scores: cfg.scores()}
 	if slices.Contains(cfg.scores(), string(eval.ScorePXSim)) {
 		q, c, err := PXSimInputs(m, "scores")
-		if err != nil {
+		var ie *InputError
+		switch {
+		case err != nil && cfg.PXSimWhereQueued && errors.As(err, &ie):
+			log.Info("pxsim left out: the checkpoint keeps no HDGE queue", zap.String("objective", run.Objective))
+			cfg.Scores = slices.DeleteFunc(slices.Clone(cfg.scores()), func(s string) bool { return s == string(eval.ScorePXSim) })
+			idx.Scores = cfg.Scores
+		case err != nil:
 			return err
+		default:
+			if idx.Queue, err = e.file(QueueFile); err != nil {
+				return err
+			}
+			if err := npy.WriteFloat32(filepath.Join(dir, idx.Queue), q, m.Classes(), c.K); err != nil {
+				return err
+			}
+			idx.Contrast = &c
+			e.queue, e.con = q, &c
 		}
-		if idx.Queue, err = e.file(QueueFile); err != nil {
-			return err
-		}
-		if err := npy.WriteFloat32(filepath.Join(dir, idx.Queue), q, m.Classes(), c.K); err != nil {
-			return err
-		}
-		idx.Contrast = &c
-		e.queue, e.con = q, &c
 	}
 	runDir := runDirOf(cfg.Checkpoint, m.Path)
 	idx.Title = "HDGE evaluation: " + filepath.Base(runDir)
