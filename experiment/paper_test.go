@@ -20,6 +20,7 @@ var paperRuns = map[string]string{
 	"jem": "jem", "hdge-jem": "hdge-jem", "jem-n128": "jem",
 	"supcon": "supcon", "supcon-linear": "ce", "simclr": "simclr", "simclr-linear": "ce", "jointloss": "jointloss",
 	"adv-linf": "adv", "adv-l2": "adv",
+	"hdge-resnet50": "hdge", "simclr-resnet50": "simclr", "jointloss-resnet50": "jointloss",
 }
 
 // scriptList reads NAME="..." from scripts/paper-gpu.sh: the lists of runs it samples and trains
@@ -106,13 +107,17 @@ func TestPaperGPUSpec(t *testing.T) {
 		if c.Objective != paperRuns[u.Run] {
 			t.Errorf("%s: objective %s, want %s", where, c.Objective, paperRuns[u.Run])
 		}
-		if c.Dataset != "cifar10" || c.ValSize != 5000 || c.Model != "wrn-28-10" || c.Norm != "none" || c.Dropout != 0 ||
+		model, norm := "wrn-28-10", "none"
+		if strings.HasSuffix(u.Run, "-resnet50") {
+			model, norm = "resnet-50", "batch" // JointLoss's network, with its batch norm
+		}
+		if c.Dataset != "cifar10" || c.ValSize != 5000 || c.Model != model || c.Norm != norm || c.Dropout != 0 ||
 			c.Noise != 0.03 || c.Crop != 4 || c.Flip != "on" || c.Device != "cuda" || c.Precision != "fp32" || c.Steps != 0 {
 			t.Errorf("%s: not the paper's set-up: dataset %s val %d model %s norm %s dropout %g noise %g crop %d flip %s device %s precision %s steps %d",
 				where, c.Dataset, c.ValSize, c.Model, c.Norm, c.Dropout, c.Noise, c.Crop, c.Flip, c.Device, c.Precision, c.Steps)
 		}
 		linear := strings.HasSuffix(u.Run, "-linear")
-		stage1 := u.Run == "supcon" || u.Run == "simclr"
+		stage1 := u.Run == "supcon" || u.Run == "simclr" || u.Run == "simclr-resnet50"
 		if !linear && !stage1 && (c.Optimizer != "adam" || c.LR != 1e-4 || c.WeightDecay != 0 || c.Warmup != 1000 || c.Schedule != "step" ||
 			!slices.Equal(c.DecayEpochs, []int{160, 180}) || c.DecayRate != 0.3 || c.Epochs != 200) {
 			t.Errorf("%s: not JEM's optimiser: %s lr %g wd %g warm-up %d %s %v ×%g, %d epochs", where, c.Optimizer, c.LR, c.WeightDecay, c.Warmup,
@@ -125,9 +130,11 @@ func TestPaperGPUSpec(t *testing.T) {
 			t.Errorf("%s: batch %d, want %d", where, c.BatchSize, want)
 		}
 		switch u.Run {
-		case "supcon-linear", "simclr-linear", "jointloss":
+		case "supcon-linear", "simclr-linear", "jointloss", "jointloss-resnet50":
 			stage := "supcon"
-			if u.Run != "supcon-linear" {
+			if u.Run == "jointloss-resnet50" {
+				stage = "simclr-resnet50"
+			} else if u.Run != "supcon-linear" {
 				stage = "simclr"
 			}
 			if c.Init != s.RunDir(stage, u.Seed) || u.needs != c.Init || c.FreezeFeatures != linear {
