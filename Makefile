@@ -132,6 +132,10 @@ experiment-paper-fashion: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-jem.json
 	$(call jem_samples,jem hdge-jem hdge-jem-l2 jem-n128)
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-jem.json
+# HDGE's logit collapse in the paper's regime: length (1x, 2x, 4x the probe), eq13, alpha, lr, warm-up
+# and --norm-logits=false against CE (experiments/fashion-collapse.json, about 6-7 hours of 2 cores).
+experiment-collapse: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-collapse.json
 # The paper's baselines (Tables 1 and 2, Figure 4): SupCon + linear, SimCLR + linear, JointLoss, PGD
 # adversarial training, beside CE and HDGE. Two-stage runs wait for their stage 1.
 experiment-baselines-fashion: build
