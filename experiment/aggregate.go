@@ -133,6 +133,7 @@ const (
 	KeyBestValAcc   = "best_val_acc"
 	KeyEvalStep     = "eval_checkpoint_step" // step of the checkpoint evaluated
 	KeyRestarts     = "restarts"             // divergences the run rolled back from (--on-divergence restart)
+	KeyLogitNorm    = "final_logit_norm"     // mean ‖f(x)‖ of the last logged training step
 )
 
 // OODKey is the metric key of an OOD score's AUROC (what = "auroc") or FPR at 95% TPR ("fpr95").
@@ -223,10 +224,11 @@ func Aggregate(s *Spec) (*Results, error) {
 				}
 			}
 			us := unitStatus(u, st, key)
-			restarts, err := countRestarts(u.Dir)
+			rec, err := readTrainingRecord(u.Dir)
 			if err != nil {
 				return nil, err
 			}
+			restarts := rec.restarts
 			if restarts > 0 {
 				res.Diverged = true
 			}
@@ -318,6 +320,7 @@ func Aggregate(s *Spec) (*Results, error) {
 				add(KeyTrainImgPerS, &ips)
 			}
 			add(KeyEvalSeconds, &st.Eval.Seconds)
+			add(KeyLogitNorm, rec.logitNorm)
 			addSamples(s.Out, &rr, u, m.Config.Checkpoint.Step, add)
 		}
 		for _, st := range rr.Metrics {
@@ -534,34 +537,48 @@ func displayPath(p string) string {
 	return p
 }
 
-// countRestarts is how many times a run rolled back from a divergence: the "restart" events of
-// its metrics.jsonl, which every sitting appends to (0 when the run has not started).
-func countRestarts(dir string) (int, error) {
-	f, err := os.Open(filepath.Join(dir, trainer.MetricsFile))
+// trainingRecord is what the results take from a run's metrics.jsonl, which every sitting appends
+// to: how many times the run rolled back from a divergence (its "restart" events), and the mean
+// logit norm of its last logged step (nil if it logs none), which shows HDGE's collapse.
+type trainingRecord struct {
+	restarts  int
+	logitNorm *float64
+}
+
+func readTrainingRecord(dir string) (trainingRecord, error) {
+	var rec trainingRecord
+	path := filepath.Join(dir, trainer.MetricsFile)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return rec, nil
 	}
 	if err != nil {
-		return 0, err
+		return rec, err
 	}
 	defer f.Close()
-	n := 0
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if !bytes.Contains(line, []byte(`"restart"`)) {
+		if !bytes.Contains(line, []byte(`"restart"`)) && !bytes.Contains(line, []byte(`"logit_norm"`)) {
 			continue
 		}
 		var ev struct {
-			Event string `json:"event"`
+			Event     string   `json:"event"`
+			LogitNorm *float64 `json:"logit_norm"`
 		}
-		if json.Unmarshal(line, &ev) == nil && ev.Event == "restart" {
-			n++
+		if json.Unmarshal(line, &ev) != nil {
+			continue // a line cut short by a crash: the rest of the file still counts
+		}
+		if ev.Event == "restart" {
+			rec.restarts++
+		}
+		if ev.Event == "" && ev.LogitNorm != nil {
+			rec.logitNorm = ev.LogitNorm
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("%s: %w", filepath.Join(dir, trainer.MetricsFile), err)
+		return rec, fmt.Errorf("%s: %w", path, err)
 	}
-	return n, nil
+	return rec, nil
 }

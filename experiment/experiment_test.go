@@ -528,12 +528,16 @@ func TestRestartsCounted(t *testing.T) {
 	if res == nil || !res.Diverged || res.Done != 1 {
 		t.Fatalf("results %+v: want ce done and the divergence noticed", res)
 	}
-	if n, err := countRestarts(s.RunDir("jem", 1)); err != nil || n != 1 {
-		t.Errorf("jem: %d restarts counted (%v), want 1 (--max-restarts 1)", n, err)
+	if rec, err := readTrainingRecord(s.RunDir("jem", 1)); err != nil || rec.restarts != 1 {
+		t.Errorf("jem: %d restarts counted (%v), want 1 (--max-restarts 1)", rec.restarts, err)
 	}
 	md := res.Markdown()
 	if !strings.Contains(md, "| restarts |") || !strings.Contains(md, "| 0 |\n") {
 		t.Errorf("the classification table has no restarts column, or ce's count is not 0:\n%s", md)
+	}
+	ce := res.Runs[0].Metrics[KeyLogitNorm]
+	if !strings.Contains(md, "| final logit norm |") || ce == nil || ce.N != 1 || !(ce.Mean > 0) {
+		t.Errorf("ce's final logit norm %+v is not in the table:\n%s", ce, md)
 	}
 	if !strings.Contains(md, "seed 1 failed") || !strings.Contains(md, "--max-restarts") {
 		t.Errorf("the notes do not say that jem seed 1 failed after its restarts:\n%s", md)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -157,11 +158,18 @@ func (res *Results) Markdown() string {
 		"Accuracy, ECE and PGD accuracy in %%; AUROC with in-distribution test images as positives.\n\n")
 
 	p("### Classification and calibration\n\n")
+	norms := slices.ContainsFunc(res.Runs, func(r RunResult) bool { return r.Metrics[KeyLogitNorm] != nil })
 	p("| run | seeds | accuracy (%%) | ECE (%%) | NLL | train time (min) | train img/s | eval time (min) |")
+	if norms {
+		p(" final logit norm |")
+	}
 	if res.Diverged {
 		p(" restarts |")
 	}
 	p("\n|---|---|---|---|---|---|---|---|")
+	if norms {
+		p("---|")
+	}
 	if res.Diverged {
 		p("---|")
 	}
@@ -174,10 +182,17 @@ func (res *Results) Markdown() string {
 		p("| %s | %d | %s | %s | %s | %s | %s | %s |", r.Name, n, fmtStat(r.Metrics[KeyAccuracy], 100, 2), fmtStat(r.Metrics[KeyECE], 100, 2),
 			fmtStat(r.Metrics[KeyNLL], 1, 3), fmtStat(r.Metrics[KeyTrainSeconds], 1.0/60, 1), fmtStat(r.Metrics[KeyTrainImgPerS], 1, 0),
 			fmtStat(r.Metrics[KeyEvalSeconds], 1.0/60, 1))
+		if norms {
+			p(" %s |", fmtStat(r.Metrics[KeyLogitNorm], 1, 2))
+		}
 		if res.Diverged {
 			p(" %s |", fmtCount(r.Metrics[KeyRestarts]))
 		}
 		p("\n")
+	}
+	if norms {
+		p("\nfinal logit norm: the mean ‖f(x)‖ over the batch at the last logged training step (metrics.jsonl's logit_norm); " +
+			"HDGE's contrast sees only f/‖f‖, and a norm near 0 means a flat softmax.\n")
 	}
 	if res.Diverged {
 		p("\nrestarts: divergences (a non-finite loss, or an energy above --divergence-energy) that the run rolled back from " +
