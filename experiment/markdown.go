@@ -247,11 +247,18 @@ func (res *Results) Markdown() string {
 		p("### Differences from %s\n\n", res.Baseline)
 		p("Mean of the run minus mean of %s; ± is the standard error of that difference, √(s²ₐ/nₐ + s²ᵦ/nᵦ), given when both have two seeds or more. "+
 			"Accuracies, ECE and PGD accuracy in percentage points.\n\n", res.Baseline)
-		var cols []string
+		var cols, waiting []string
 		for _, r := range res.Runs {
-			if r.Name != res.Baseline {
+			switch {
+			case r.Name == res.Baseline:
+			case r.Metrics[KeyAccuracy] == nil:
+				waiting = append(waiting, r.Name) // no seed done: a column of dashes says nothing
+			default:
 				cols = append(cols, r.Name)
 			}
+		}
+		if len(waiting) > 0 {
+			p("Not yet in this table (no seed done): %s.\n\n", strings.Join(waiting, ", "))
 		}
 		p("| metric | %s |\n|---|%s\n", strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
 		type row struct {
