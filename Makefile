@@ -118,20 +118,29 @@ experiment-tau: build
 # more hours of both cores; it continues where it stopped.
 JEM_OUT := experiments/out/fashion-jem
 JEM_FIRST := --only ce,hdge,jem,hdge-jem --seeds 1,2
+# $(call jem_samples,OUT,RUNS): sample each finished JEM-type run of an experiment folder once,
+# scored in the features of the CE run of the same seed.
 define jem_samples
-	for r in $(1); do for s in 1 2; do d=$(JEM_OUT)/$$r/seed-$$s; [ -f $$d/summary.json ] || continue; \
+	for r in $(2); do for s in 1 2; do d=$(1)/$$r/seed-$$s; [ -f $$d/summary.json ] || continue; \
 	  [ -f $$d/samples/metrics.json ] || bin/hdge-torch sample --checkpoint $$d --out $$d/samples --class all --n 100 --steps 100 --threads 2 \
-	    --feature-checkpoint $(JEM_OUT)/ce/seed-$$s || exit 1; done; done
+	    --feature-checkpoint $(1)/ce/seed-$$s || exit 1; done; done
 endef
 .PHONY: experiment-jem experiment-paper-fashion
 experiment-jem: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) $(JEM_FIRST) experiments/fashion-jem.json
-	$(call jem_samples,jem hdge-jem)
+	$(call jem_samples,$(JEM_OUT),jem hdge-jem)
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) $(JEM_FIRST) experiments/fashion-jem.json
 experiment-paper-fashion: build
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-jem.json
-	$(call jem_samples,jem hdge-jem hdge-jem-l2 jem-n128)
+	$(call jem_samples,$(JEM_OUT),jem hdge-jem hdge-jem-l2 jem-n128)
 	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/fashion-jem.json
+# The CIFAR-10 half of the paper's-regime grid, with WideResNet-16-4 for CE, HDGE and JEM
+# (experiments/cifar10-paper.json): about 3x the Fashion-MNIST half, several sittings.
+.PHONY: experiment-paper-cifar10
+experiment-paper-cifar10: build
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10-paper.json
+	$(call jem_samples,experiments/out/cifar10-paper,jem hdge-jem hdge-jem-l2 jem-n128 jem-wrn16-4)
+	bin/hdge-torch experiment run $(EXPERIMENT_FLAGS) experiments/cifar10-paper.json
 # HDGE's logit collapse in the paper's regime: length (1x, 2x, 4x the probe), eq13, alpha, lr, warm-up
 # and --norm-logits=false against CE (experiments/fashion-collapse.json, about 6-7 hours of 2 cores).
 experiment-collapse: build
