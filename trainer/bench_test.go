@@ -158,7 +158,7 @@ func BenchmarkLayout(b *testing.B) {
 	for _, m := range []struct {
 		model, norm string
 		c, side     int
-	}{{"wrn-10-2", "batch", 1, 28}, {"wrn-16-4", "none", 3, 32}} {
+	}{{"wrn-10-2", "batch", 1, 28}, {"wrn-10-2", "none", 1, 28}, {"wrn-16-4", "none", 3, 32}} {
 		b.Run(fmt.Sprintf("%s-%s-%dx%d", m.model, m.norm, m.side, m.side), func(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
