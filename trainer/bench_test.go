@@ -163,9 +163,9 @@ func BenchmarkLayout(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			var sbs [2]*stepBench
-			for i, nhwc := range []bool{false, true} {
+			for i, layout := range []model.Layout{model.LayoutNCHW, model.LayoutChannelsLast} {
 				cfg := Defaults()
-				cfg.Objective, cfg.Model, cfg.Norm, cfg.ChannelsLast = "ce", m.model, m.norm, nhwc
+				cfg.Objective, cfg.Model, cfg.Norm, cfg.ChannelsLast = "ce", m.model, m.norm, layout
 				sbs[i] = newStepBenchFor(b, cfg, 10, m.c, m.side)
 			}
 			ts := alternate(b, sbs[:]...)
