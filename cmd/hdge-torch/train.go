@@ -64,6 +64,11 @@ Example: hdge-torch train --dataset fashion-mnist --objective hdge --epochs 2`,
 }
 
 func runTrain(c *cli.Context) error {
+	// --channels-last was a bool flag: a bare --channels-last now takes the next argument as its
+	// value, which would otherwise surface as a stray argument or an unknown value.
+	if v := c.String("channels-last"); strings.HasPrefix(v, "-") {
+		return cli.Exit(fmt.Sprintf("--channels-last takes a value (auto, true or false) and took the next argument %q: write --channels-last=true", v), 2)
+	}
 	if c.NArg() > 0 {
 		return cli.Exit(fmt.Sprintf("train takes no arguments, got %q (flags start with --)", c.Args().First()), 2)
 	}
