@@ -489,7 +489,7 @@ func objectivesMarkdown(res *Results) string {
 		"with a distribution-free 95 %% interval. Python: bench/jem_reference.py (JEM's sample_q and loss) and "+
 		"bench/baselines_reference.py (SupContrast's step; Madry's PGD training step) on the same libtorch, model, batch and "+
 		"threads, NCHW, one process per objective, alternating with the Go process; speed-up is Python ms over Go ms. Go "+
-		"runs hdge-torch's default, --channels-last auto, here %s (the rows marked auto); the last two rows run jem and adv "+
+		"runs hdge-torch's default, --channels-last auto, in the rows marked (auto), which resolved here to %s; the last two rows run jem and adv "+
 		"in the other layout, asked for explicitly (their ratio to CE is to the default CE step); the targets take the default.\n\n",
 		o.Model, o.Batch, shapeString(o.Shape), o.K, o.SGLDSteps, o.BufferSize, o.Rounds, cmp.Or(o.AutoLayout, "channels-last"))
 	p("| objective | Go layout | Go ms/step | Go / CE (95 %% CI) | Go / HDGE | Python ms/step | speed-up |\n|---|---|---|---|---|---|---|\n")
