@@ -150,9 +150,10 @@ func medianRatio(a, z []float64) float64 {
 	return medianOf(r)
 }
 
-// BenchmarkLayout alternates CE training steps of one model laid out channels-last (NHWC, the
-// default) and row-major (NCHW), same seed and batch, and reports the median step times and the
-// median over pairs of the NCHW/NHWC ratio (> 1: channels-last is faster).
+// BenchmarkLayout alternates CE training steps of one model laid out channels-last (NHWC) and
+// row-major (NCHW), same seed and batch, and reports the median step times and the median over
+// pairs of the NCHW/NHWC ratio (> 1: channels-last is faster). Its figures are the evidence
+// behind --channels-last auto (model.AutoChannelsLast).
 func BenchmarkLayout(b *testing.B) {
 	benchThreads(b)
 	for _, m := range []struct {
