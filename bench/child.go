@@ -96,7 +96,9 @@ func trainerConfig(rc RunConfig) trainer.Config {
 	c.Out, c.KeepLast, c.CkptEvery, c.LogEvery = rc.Dir, 1, 0, 1
 	c.Precision, c.TensorBoard = cmp.Or(rc.Precision, "fp32"), false
 	c.SGLDSteps, c.BufferSize = cmp.Or(rc.SGLDSteps, c.SGLDSteps), cmp.Or(rc.BufferSize, c.BufferSize)
-	c.ChannelsLast = c.ChannelsLast && !rc.NCHW
+	if rc.ChannelsLast != "" {
+		c.ChannelsLast = rc.ChannelsLast
+	}
 	return c
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
 
@@ -87,8 +88,9 @@ type RunConfig struct {
 	Objectives []string `json:"objectives,omitempty"`
 	SGLDSteps  int      `json:"sgld_steps,omitempty"`
 	BufferSize int      `json:"buffer_size,omitempty"`
-	// NCHW turns hdge-torch's default channels-last layout off (--channels-last=false).
-	NCHW bool `json:"nchw,omitempty"`
+	// ChannelsLast is the Go side's --channels-last: "" keeps hdge-torch's default, auto; true or
+	// false forces a layout.
+	ChannelsLast model.Layout `json:"channels_last,omitempty"`
 
 	Dir        string `json:"dir,omitempty"`        // a scratch folder of the run's own
 	Checkpoint string `json:"checkpoint,omitempty"` // where a training run saves its final state

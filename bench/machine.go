@@ -2,10 +2,13 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+
+	hmodel "github.com/hdge-torch/hdge-torch/model"
 )
 
 // Machine describes where the numbers were measured.
@@ -33,6 +36,10 @@ type Machine struct {
 	PeakConvGFLOPS     float64 `json:"peak_conv_gflops"`
 	PeakMeasuredGFLOPS float64 `json:"peak_measured_gflops"`
 	GEMMSize           int     `json:"gemm_size"`
+	// AutoLayoutBN and AutoLayoutNoBN name what hdge-torch's default, --channels-last auto,
+	// resolves to here for models with and without batch norm (model.ResolveLayout).
+	AutoLayoutBN   string `json:"auto_layout_batch_norm,omitempty"`
+	AutoLayoutNoBN string `json:"auto_layout_no_batch_norm,omitempty"`
 }
 
 // cpuInfo reads the model name, clock and flags of the first CPU in /proc/cpuinfo.
@@ -112,5 +119,15 @@ func newMachine(device string, threads int) Machine {
 	peak, vector, method := theoreticalPeak(threads, mhz, flags)
 	all, _, _ := theoreticalPeak(runtime.NumCPU(), mhz, flags)
 	return Machine{CPU: model, Cores: runtime.NumCPU(), MHz: mhz, Vector: vector, Go: runtime.Version(),
-		Device: device, Threads: threads, PeakTheoryGFLOPS: peak, PeakCPUGFLOPS: all, PeakMethod: method}
+		Device: device, Threads: threads, PeakTheoryGFLOPS: peak, PeakCPUGFLOPS: all, PeakMethod: method,
+		AutoLayoutBN: autoLayout(device, "batch"), AutoLayoutNoBN: autoLayout(device, "none")}
+}
+
+// autoLayout is the layout --channels-last auto gives a WideResNet of that norm on device.
+func autoLayout(device, norm string) string {
+	l, err := hmodel.ResolveLayout(hmodel.Settings{Model: "wrn-10-2", Norm: norm, ChannelsLast: hmodel.LayoutAuto, Device: cmp.Or(device, "cpu")})
+	if err != nil {
+		return err.Error()
+	}
+	return l.String()
 }

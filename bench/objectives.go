@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -46,16 +47,43 @@ type objectivesCase struct {
 	MemChains int
 }
 
-// goObjectives are the Go rows, CE first: every ratio is to it. All run hdge-torch's default
-// channels-last layout; OBJECTIVE/nchw rows run the same step in NCHW (--channels-last=false),
-// the reference's layout, which is the faster one for steps that take input gradients (SGLD, PGD)
-// on one thread here.
-var goObjectives = []string{"ce", "hdge", "jem", "hdge-jem", "supcon", "simclr", "jointloss", "adv", "jem/nchw", "adv/nchw"}
+// goObjectives are the Go rows, CE first: every ratio is to it. The plain rows run hdge-torch's
+// default, --channels-last auto, which resolves to channels-last when autoLast and to NCHW
+// otherwise; OBJECTIVE/LAYOUT rows run jem and adv, whose input-gradient passes (SGLD, PGD) are
+// where the two layouts differed most, in the other layout, so that both are always measured.
+func goObjectives(autoLast bool) []string {
+	other := "channels-last"
+	if autoLast {
+		other = "nchw"
+	}
+	return []string{"ce", "hdge", "jem", "hdge-jem", "supcon", "simclr", "jointloss", "adv", "jem/" + other, "adv/" + other}
+}
 
-// objectiveLayout splits a goObjectives entry into the objective and whether it runs NCHW.
-func objectiveLayout(entry string) (objective string, nchw bool) {
-	objective, layout, _ := strings.Cut(entry, "/")
-	return objective, layout == "nchw"
+// objectiveLayout splits a goObjectives entry into the objective and the --channels-last it runs
+// with: auto for a plain name, true for OBJECTIVE/channels-last, false for OBJECTIVE/nchw.
+func objectiveLayout(entry string) (objective string, layout model.Layout) {
+	objective, l, _ := strings.Cut(entry, "/")
+	switch l {
+	case "nchw":
+		return objective, model.LayoutNCHW
+	case "channels-last":
+		return objective, model.LayoutChannelsLast
+	}
+	return objective, model.LayoutAuto
+}
+
+// objectivesAutoLayout is what --channels-last auto gives the section's models (no batch norm) on
+// rc's device; the children on this machine resolve it alike.
+func objectivesAutoLayout(oc objectivesCase, rc RunConfig) (model.ChosenLayout, error) {
+	return model.ResolveLayout(model.Settings{Model: oc.Model, Norm: "none", ChannelsLast: model.LayoutAuto, Device: cmp.Or(rc.Device, "cpu")})
+}
+
+// layoutName is a row's layout as the table shows it.
+func layoutName(channelsLast bool) string {
+	if channelsLast {
+		return "channels-last"
+	}
+	return "NCHW"
 }
 
 func objectivesSuite(quick bool) objectivesCase {
@@ -79,7 +107,8 @@ type ObjectivesResult struct {
 	K          int               `json:"k"`
 	SGLDSteps  int               `json:"sgld_steps"`
 	BufferSize int               `json:"buffer_size"`
-	Rounds     int               `json:"rounds"` // timed Go rounds, every repetition together
+	Rounds     int               `json:"rounds"`      // timed Go rounds, every repetition together
+	AutoLayout string            `json:"auto_layout"` // what --channels-last auto resolved to, and why
 	Steps      []ObjectiveRow    `json:"steps"`
 	Memory     []BufferMemoryRow `json:"buffer_memory"`
 }
@@ -87,8 +116,10 @@ type ObjectivesResult struct {
 // ObjectiveRow is one objective's training step.
 type ObjectiveRow struct {
 	Objective string `json:"objective"`
-	// Layout is the Go side's: channels-last (hdge-torch's default) or NCHW; Python runs NCHW.
+	// Layout is the Go side's: channels-last or NCHW; Python runs NCHW. Auto marks the rows that
+	// ran hdge-torch's default, --channels-last auto, Layout being what it resolved to.
 	Layout string  `json:"layout"`
+	Auto   bool    `json:"auto,omitempty"`
 	GoMS   float64 `json:"go_ms"`
 	// OverCE is the median over rounds of this step's time over the CE step's of the same round.
 	OverCE   float64    `json:"go_over_ce"`
@@ -131,14 +162,19 @@ func (r *runner) objectives() error {
 		oc.Reps = r.o.Reps
 	}
 	goRC := r.objectivesConfig(oc, "objectives")
-	goRC.Objectives = goObjectives
+	auto, err := objectivesAutoLayout(oc, goRC)
+	if err != nil {
+		return err
+	}
+	entries := goObjectives(auto.ChannelsLast)
+	goRC.Objectives = entries
 	goS, pyS := map[string][]float64{}, map[string][]float64{}
 	runGo := func() error {
 		g, err := r.run(sideGo, goRC)
 		if err != nil {
 			return err
 		}
-		for _, name := range goObjectives {
+		for _, name := range entries {
 			if len(g.ObjectiveS[name]) != oc.Steps {
 				return fmt.Errorf("go %s: %d timed steps, want %d", name, len(g.ObjectiveS[name]), oc.Steps)
 			}
@@ -174,15 +210,16 @@ func (r *runner) objectives() error {
 		}
 	}
 	res := &ObjectivesResult{Model: oc.Model, Shape: oc.Shape, Batch: oc.Batch, Classes: oc.Classes, K: oc.QueueSize,
-		SGLDSteps: oc.SGLDSteps, BufferSize: oc.BufferSize, Rounds: len(goS["ce"])}
-	for _, entry := range goObjectives {
-		name, nchw := objectiveLayout(entry)
-		row := ObjectiveRow{Objective: name, Layout: "channels-last", GoMS: 1000 * median(goS[entry]),
+		SGLDSteps: oc.SGLDSteps, BufferSize: oc.BufferSize, Rounds: len(goS["ce"]), AutoLayout: auto.String()}
+	for _, entry := range entries {
+		name, layout := objectiveLayout(entry)
+		row := ObjectiveRow{Objective: name, Layout: layoutName(layout == model.LayoutChannelsLast), GoMS: 1000 * median(goS[entry]),
 			OverCE: pairedRatio(goS[entry], goS["ce"]), OverCECI: pairedRatioCI(goS[entry], goS["ce"])}
-		if nchw {
-			row.Layout = "NCHW"
-		} else if name == "jem" || name == "hdge-jem" {
-			row.OverHDGE = pairedRatio(goS[entry], goS["hdge"])
+		if layout == model.LayoutAuto {
+			row.Layout, row.Auto = layoutName(auto.ChannelsLast), true
+			if name == "jem" || name == "hdge-jem" {
+				row.OverHDGE = pairedRatio(goS[entry], goS["hdge"])
+			}
 		}
 		if ps := pyS[name]; len(ps) > 0 {
 			row.PyMS, row.PySteps = 1000*median(ps), len(ps)
@@ -267,8 +304,8 @@ func (o *objectiveStepper) close() {
 // contrastive objectives' projection heads) and a batch with the views the objective needs,
 // from the settings a run of that objective would validate.
 func newObjectiveStepper(rc RunConfig, entry string) (*objectiveStepper, error) {
-	name, nchw := objectiveLayout(entry)
-	rc.Objective, rc.NCHW = name, nchw
+	name, layout := objectiveLayout(entry)
+	rc.Objective, rc.ChannelsLast = name, layout
 	cfg := trainerConfig(rc)
 	cfg.Dataset = "idx:unused" // validated below, never read
 	if err := cfg.Validate(); err != nil {
@@ -416,7 +453,7 @@ func objectivesTargets(res *Results) []Target {
 	}
 	var ts []Target
 	for _, row := range res.Objectives.Steps {
-		if row.PySteps == 0 || row.Layout != "channels-last" {
+		if row.PySteps == 0 || !row.Auto {
 			continue
 		}
 		name := "training step speed, " + row.Objective
@@ -425,7 +462,7 @@ func objectivesTargets(res *Results) []Target {
 		}
 		got := fmt.Sprintf("%.2f× (%.0f against %.0f ms)", row.Speedup, row.GoMS, row.PyMS)
 		for _, v := range res.Objectives.Steps {
-			if v.Objective == row.Objective && v.Layout != row.Layout {
+			if v.Objective == row.Objective && !v.Auto {
 				got += fmt.Sprintf("; Go in %s: %.2f×", v.Layout, v.Speedup)
 			}
 		}
@@ -452,9 +489,9 @@ func objectivesMarkdown(res *Results) string {
 		"with a distribution-free 95 %% interval. Python: bench/jem_reference.py (JEM's sample_q and loss) and "+
 		"bench/baselines_reference.py (SupContrast's step; Madry's PGD training step) on the same libtorch, model, batch and "+
 		"threads, NCHW, one process per objective, alternating with the Go process; speed-up is Python ms over Go ms. Go "+
-		"runs hdge-torch's default channels-last layout; the NCHW rows run the same step with --channels-last=false, the "+
-		"reference's layout (their ratio to CE is to the channels-last CE step); the targets take the default.\n\n",
-		o.Model, o.Batch, shapeString(o.Shape), o.K, o.SGLDSteps, o.BufferSize, o.Rounds)
+		"runs hdge-torch's default, --channels-last auto, in the rows marked (auto), which resolved here to %s; the last two rows run jem and adv "+
+		"in the other layout, asked for explicitly (their ratio to CE is to the default CE step); the targets take the default.\n\n",
+		o.Model, o.Batch, shapeString(o.Shape), o.K, o.SGLDSteps, o.BufferSize, o.Rounds, cmp.Or(o.AutoLayout, "channels-last"))
 	p("| objective | Go layout | Go ms/step | Go / CE (95 %% CI) | Go / HDGE | Python ms/step | speed-up |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range o.Steps {
 		hd, py, sp := "–", "–", "–"
@@ -464,7 +501,11 @@ func objectivesMarkdown(res *Results) string {
 		if r.PySteps > 0 {
 			py, sp = fmt.Sprintf("%.0f", r.PyMS), fmt.Sprintf("%.2f×", r.Speedup)
 		}
-		p("| %s | %s | %.0f | %.2f (%.2f–%.2f) | %s | %s | %s |\n", r.Objective, r.Layout, r.GoMS, r.OverCE, r.OverCECI[0],
+		layout := r.Layout
+		if r.Auto {
+			layout += " (auto)"
+		}
+		p("| %s | %s | %.0f | %.2f (%.2f–%.2f) | %s | %s | %s |\n", r.Objective, layout, r.GoMS, r.OverCE, r.OverCECI[0],
 			r.OverCECI[1], hd, py, sp)
 	}
 	if len(o.Memory) > 0 {

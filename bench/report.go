@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 )
@@ -34,10 +35,12 @@ func Markdown(res *Results) string {
 		"the reference with Python %s and torch %s. %d intra-op thread(s) and %d data-loader worker(s) on each side. "+
 		"Load average (1, 5, 15 min) %s at the start and %s at the end: the machine is shared, and runs alternate "+
 		"between the sides so that load hits both alike. The kernels are the same; what differs is the orchestration "+
-		"and the memory layout: hdge-torch runs its default, convolution weights and activations channels-last (NHWC), "+
-		"the reference the released code's row-major NCHW. Training precision %s on both sides. Total time %.1f min.\n\n",
+		"and the memory layout: hdge-torch runs its default, --channels-last auto, which here lays convolution weights and "+
+		"activations out %s for models with batch norm and %s for models without, the reference the released code's "+
+		"row-major NCHW. Training precision %s on both sides. Total time %.1f min.\n\n",
 		m.Date, m.CPU, m.Cores, m.MHz, m.Vector, deviceWords(m.Device), m.Libtorch, m.Go, m.Python, m.PyTorch,
-		m.Threads, res.Settings.Workers, first(m.Load), last(m.Load), precisionWords(res.Settings.Precision), res.Seconds/60)
+		m.Threads, res.Settings.Workers, first(m.Load), last(m.Load), cmp.Or(m.AutoLayoutBN, "channels-last"),
+		cmp.Or(m.AutoLayoutNoBN, "channels-last"), precisionWords(res.Settings.Precision), res.Seconds/60)
 	if res.Settings.Command != "" {
 		p("Command: `%s`.\n\n", res.Settings.Command)
 	}

@@ -22,7 +22,7 @@ type Run struct {
 	Noise        float64 `json:"noise"`
 	Seed         uint64  `json:"seed"`
 	Device       string  `json:"device"`
-	ChannelsLast bool    `json:"channels_last"`
+	ChannelsLast Layout  `json:"channels_last"` // as asked for; old configs hold a bool
 	// HDGE's contrast settings, which its pxsim score repeats (zero for other objectives).
 	Temperature    float64 `json:"temperature,omitempty"`
 	Contrast       string  `json:"contrast,omitempty"`
@@ -108,9 +108,8 @@ func Load(path, device string) (*Loaded, error) {
 	if run.Device == "" {
 		run.Device = "cpu"
 	}
-	if run.Device == "cpu" {
-		run.ChannelsLast = true // a layout, not a property of the model: the faster one on a CPU
-	}
+	// The run's recorded layout is obeyed when explicit; auto (and a config without the field) is
+	// resolved for the device the model is loaded on, not the one it was trained on.
 	channels, classes, err := shapeOf(ck.Model)
 	if err != nil {
 		objScope.Close()

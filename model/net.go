@@ -31,11 +31,13 @@ type Net interface {
 
 // Settings are the parts of a run's configuration that decide the network.
 type Settings struct {
-	Model        string  // wrn-DEPTH-WIDTH, or another family's name
-	Norm         string  // none | batch
-	Dropout      float64 // WideResNet only
-	BNMomentum   float64 // BatchNorm2d momentum, PyTorch's convention; 0 means PyTorch's 0.1
-	ChannelsLast bool    // a memory layout, not a property of the model
+	Model      string  // wrn-DEPTH-WIDTH, or another family's name
+	Norm       string  // none | batch
+	Dropout    float64 // WideResNet only
+	BNMomentum float64 // BatchNorm2d momentum, PyTorch's convention; 0 means PyTorch's 0.1
+	// ChannelsLast is the memory layout asked for (auto, true, false; "" is auto): a speed
+	// choice, not a property of the model. A Family's Build gets it resolved to true or false.
+	ChannelsLast Layout
 	Device       string
 }
 
@@ -65,7 +67,7 @@ var Families = []Family{{
 		}
 		return nn.NewWideResNet(init, nn.WRNConfig{
 			Depth: depth, Width: width, Classes: classes, InChannels: channels, Norm: set.Norm,
-			Dropout: set.Dropout, BNMomentum: set.BNMomentum, ChannelsLast: set.ChannelsLast,
+			Dropout: set.Dropout, BNMomentum: set.BNMomentum, ChannelsLast: set.ChannelsLast == LayoutChannelsLast,
 		})
 	},
 }, {
@@ -91,7 +93,7 @@ var Families = []Family{{
 		if err != nil {
 			return nil, err
 		}
-		return nn.NewResNet(init, nn.ResNetConfig{Depth: depth, Classes: classes, InChannels: channels, ChannelsLast: set.ChannelsLast})
+		return nn.NewResNet(init, nn.ResNetConfig{Depth: depth, Classes: classes, InChannels: channels, ChannelsLast: set.ChannelsLast == LayoutChannelsLast})
 	},
 }}
 
@@ -120,6 +122,9 @@ func Check(set Settings) error {
 	if !slices.Contains([]string{"none", "batch"}, set.Norm) {
 		return fmt.Errorf("--norm: unknown value %q (want none or batch)", set.Norm)
 	}
+	if _, err := ParseLayout(set.ChannelsLast); err != nil {
+		return fmt.Errorf("--channels-last: %w", err)
+	}
 	return nil
 }
 
@@ -128,7 +133,9 @@ type Model struct {
 	Net
 	Store    *torch.Scope
 	Dev      torch.Device
-	Settings Settings
+	Settings Settings // as asked for: ChannelsLast may be auto
+	// Layout is the memory layout the model was built in (ResolveLayout).
+	Layout ChosenLayout
 	// Precision of Logits, FeaturesOf and Evaluate (fp32 unless set; logits always come out fp32).
 	Precision torch.Precision
 }
@@ -147,6 +154,15 @@ func Build(set Settings, channels, classes int, seed uint64) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--device: %w", err)
 	}
+	layout, err := ResolveLayout(set)
+	if err != nil {
+		return nil, err
+	}
+	built := set
+	built.ChannelsLast = LayoutNCHW
+	if layout.ChannelsLast {
+		built.ChannelsLast = LayoutChannelsLast
+	}
 	gen, err := torch.NewGenerator(seed, torch.CPU)
 	if err != nil {
 		return nil, err
@@ -154,14 +170,14 @@ func Build(set Settings, channels, classes int, seed uint64) (*Model, error) {
 	defer gen.Close()
 	store := torch.NewScope()
 	// Parameters are drawn on the CPU, then moved, so a seed gives the same model everywhere.
-	net, err := f.Build(nn.Init{Store: store, Gen: gen, Dev: torch.CPU}, set, channels, classes)
+	net, err := f.Build(nn.Init{Store: store, Gen: gen, Dev: torch.CPU}, built, channels, classes)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("--model %s: %w", set.Model, err)
 	}
-	m := &Model{Net: net, Store: store, Dev: torch.CPU, Settings: set}
+	m := &Model{Net: net, Store: store, Dev: torch.CPU, Settings: set, Layout: layout}
 	if dev != torch.CPU {
-		if err := m.moveTo(f, dev, channels, classes); err != nil {
+		if err := m.moveTo(f, built, dev, channels, classes); err != nil {
 			store.Close()
 			return nil, err
 		}
@@ -170,14 +186,14 @@ func Build(set Settings, channels, classes int, seed uint64) (*Model, error) {
 }
 
 // moveTo rebuilds the parameters on dev by loading a device copy of the state dict.
-func (m *Model) moveTo(f *Family, dev torch.Device, channels, classes int) error {
+func (m *Model) moveTo(f *Family, built Settings, dev torch.Device, channels, classes int) error {
 	named := map[string]*torch.Tensor{}
 	for _, p := range m.StateDict() {
 		named[p.Name] = p.T
 	}
 	store := torch.NewScope()
 	// The draws on dev are overwritten by the state dict at once; no seed matters here.
-	net, err := f.Build(nn.Init{Store: store, Dev: dev}, m.Settings, channels, classes)
+	net, err := f.Build(nn.Init{Store: store, Dev: dev}, built, channels, classes)
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("building model on %s: %w", dev, err)

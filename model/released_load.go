@@ -74,7 +74,7 @@ func loadReleased(p string, v any, device string) (*Loaded, error) {
 	if run.Device == "" {
 		run.Device = "cpu"
 	}
-	run.ChannelsLast = run.Device == "cpu"
+	run.ChannelsLast = LayoutAuto // the file records none: the rule picks for this device and norm
 	inferred := []string{
 		fmt.Sprintf("--model %s and --norm %s from the tensors' shapes", run.Model, run.Norm),
 		"no test-time noise and no dataset recorded (give the in-distribution set with --test)",

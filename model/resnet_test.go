@@ -19,9 +19,9 @@ func TestMain(m *testing.M) {
 func TestBuildResNet(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		last   bool
+		last   Layout
 		params int64
-	}{{"resnet-18", true, 11_173_962}, {"resnet-18", false, 11_173_962}, {"resnet-50", true, 23_520_842}} {
+	}{{"resnet-18", LayoutChannelsLast, 11_173_962}, {"resnet-18", LayoutNCHW, 11_173_962}, {"resnet-50", LayoutAuto, 23_520_842}} {
 		set := Settings{Model: tc.name, Norm: "batch", ChannelsLast: tc.last, Device: "cpu"}
 		if err := Check(set); err != nil {
 			t.Fatal(err)

@@ -150,22 +150,23 @@ func medianRatio(a, z []float64) float64 {
 	return medianOf(r)
 }
 
-// BenchmarkLayout alternates CE training steps of one model laid out channels-last (NHWC, the
-// default) and row-major (NCHW), same seed and batch, and reports the median step times and the
-// median over pairs of the NCHW/NHWC ratio (> 1: channels-last is faster).
+// BenchmarkLayout alternates CE training steps of one model laid out channels-last (NHWC) and
+// row-major (NCHW), same seed and batch, and reports the median step times and the median over
+// pairs of the NCHW/NHWC ratio (> 1: channels-last is faster). Its figures are the evidence
+// behind --channels-last auto (model.AutoChannelsLast).
 func BenchmarkLayout(b *testing.B) {
 	benchThreads(b)
 	for _, m := range []struct {
 		model, norm string
 		c, side     int
-	}{{"wrn-10-2", "batch", 1, 28}, {"wrn-16-4", "none", 3, 32}} {
+	}{{"wrn-10-2", "batch", 1, 28}, {"wrn-10-2", "none", 1, 28}, {"wrn-16-4", "none", 3, 32}} {
 		b.Run(fmt.Sprintf("%s-%s-%dx%d", m.model, m.norm, m.side, m.side), func(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			var sbs [2]*stepBench
-			for i, nhwc := range []bool{false, true} {
+			for i, layout := range []model.Layout{model.LayoutNCHW, model.LayoutChannelsLast} {
 				cfg := Defaults()
-				cfg.Objective, cfg.Model, cfg.Norm, cfg.ChannelsLast = "ce", m.model, m.norm, nhwc
+				cfg.Objective, cfg.Model, cfg.Norm, cfg.ChannelsLast = "ce", m.model, m.norm, layout
 				sbs[i] = newStepBenchFor(b, cfg, 10, m.c, m.side)
 			}
 			ts := alternate(b, sbs[:]...)

@@ -64,8 +64,10 @@ type Config struct {
 	Seed    uint64 `json:"seed"`
 	Threads int    `json:"threads"`
 	Device  string `json:"device"`
-	// ChannelsLast lays weights and activations out NHWC (faster convolutions; same results).
-	ChannelsLast bool `json:"channels_last"`
+	// ChannelsLast is the memory layout asked for: auto (model.AutoChannelsLast picks, at each
+	// start), true (NHWC) or false (NCHW); the same results either way, at another speed. Configs
+	// written when it was a bool hold true or false.
+	ChannelsLast model.Layout `json:"channels_last"`
 	// Precision is auto, fp32, bf16 or fp16 (mixed precision: fp32 weights, optimiser state and
 	// losses); auto is bf16 where the device computes it natively, fp32 elsewhere.
 	Precision   string `json:"precision,omitempty"`
@@ -172,8 +174,8 @@ var baseSettings = []setting{
 			_, err := torch.ParseDevice(s)
 			return err
 		}),
-	settings.Bool("channels-last", groupRun, operational, true, "lay weights and activations out NHWC: faster convolutions, same results (--channels-last=false: NCHW)",
-		func(c *Config) *bool { return &c.ChannelsLast }),
+	settings.AutoBool("channels-last", groupRun, operational, model.LayoutAuto, "memory layout of weights and activations, the same results at another speed: auto (channels-last on CUDA, on AVX-512 CPUs and for models with batch norm; NCHW for models without batch norm on other CPUs, where it measured faster), true (channels-last, NHWC) or false (NCHW); write --channels-last=true, not a bare --channels-last",
+		func(c *Config) *model.Layout { return &c.ChannelsLast }),
 	settings.String("precision", groupRun, operational, "auto", "auto (bf16 where the CPU has AMX or AVX512-BF16, or the GPU bf16; fp32 elsewhere), fp32, bf16, or fp16 (CUDA, with loss scaling); asked for explicitly, bf16 or fp16 without native support is an error",
 		func(c *Config) *string { return &c.Precision }, settings.OneOf("auto", "fp32", "bf16", "fp16")),
 	settings.Bool("tensorboard", groupRun, operational, true, "write TensorBoard event files to RUN/tensorboard (--tensorboard=false: off)",
@@ -353,6 +355,9 @@ func (c *Config) fillOlder() {
 	}
 	if c.Precision == "" {
 		c.Precision = "fp32" // configs without the field were trained in fp32
+	}
+	if c.ChannelsLast == "" {
+		c.ChannelsLast = model.LayoutNCHW // configs without the field were trained before channels-last existed
 	}
 	if c.BNMomentum == 0 {
 		c.BNMomentum = 0.1 // configs without the field were trained with PyTorch's default

@@ -1,8 +1,9 @@
 package trainer
 
 import (
-	"fmt"
 	"testing"
+
+	"github.com/hdge-torch/hdge-torch/model"
 )
 
 // jemBenchConfig is the CPU default model (wrn-10-2) without batch norm, which jem refuses, at
@@ -42,10 +43,10 @@ func BenchmarkJEMStep(b *testing.B) {
 // is compared with.
 func BenchmarkJEMStepAlone(b *testing.B) {
 	benchThreads(b)
-	for _, nhwc := range []bool{true, false} {
-		b.Run(fmt.Sprintf("channels-last=%v", nhwc), func(b *testing.B) {
+	for _, layout := range []model.Layout{model.LayoutChannelsLast, model.LayoutNCHW} {
+		b.Run("channels-last="+string(layout), func(b *testing.B) {
 			cfg := jemBenchConfig("jem")
-			cfg.ChannelsLast = nhwc
+			cfg.ChannelsLast = layout
 			sb := newStepBenchFor(b, cfg, 10, 1, 28)
 			sb.step(b)
 			for b.Loop() {

@@ -38,6 +38,7 @@ type Summary struct {
 	Seconds    float64 `json:"seconds"`
 	ImgPerSec  float64 `json:"img_per_s"`
 	Precision  string  `json:"precision"`
+	Layout     string  `json:"layout"` // the memory layout trained in, and why (model.ChosenLayout)
 	DataWait   float64 `json:"data_wait_frac"`
 	Checkpoint string  `json:"checkpoint"`
 	// AlreadyDone is true when a resumed run had already reached its length.
@@ -199,6 +200,13 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 		defer mf.Close()
 	}
 
+	// --channels-last auto is resolved here, once, by model.ResolveLayout: config.json keeps
+	// "auto", so a run resumed on another machine takes that machine's faster layout. The rule
+	// reads only the device, the CPU's flags and the norm, so every rank of a data-parallel run on
+	// one machine picks the same. Ranks on machines with different CPUs may not; that is safe: the
+	// collectives copy tensors in logical (index) order whatever their strides (cgo/dist.cpp), a
+	// layout only changes the float rounding of a rank's own forward and backward, and the
+	// all-reduced gradients, hence the weights, stay identical on every rank (checkReplicas).
 	m, err := model.Build(cfg.modelSettings(), full.C, classes, cfg.Seed)
 	if err != nil {
 		return nil, err
@@ -258,7 +266,8 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 	}
 	log.Info("run", zap.String("dir", cfg.Out), zap.String("dataset", cfg.Dataset), zap.Int("train", train.N),
 		zap.Int("val", cfg.ValSize), zap.String("model", cfg.Model), zap.Int64("params", m.NumParams()),
-		zap.String("objective", cfg.Objective), zap.String("device", m.Dev.String()), zap.String("precision", prec.String()))
+		zap.String("objective", cfg.Objective), zap.String("device", m.Dev.String()), zap.String("precision", prec.String()),
+		zap.String("layout", m.Layout.String()))
 
 	sum, err := st.trainWithRestarts(func() (*Summary, error) { return st.loop(ctx, train, val) })
 	if err != nil {
@@ -454,7 +463,7 @@ func (st *runState) loop(ctx context.Context, train, val *data.Dataset) (*Summar
 		return nil, fmt.Errorf("--batch-size %d × %d process(es) is larger than the training set (%d images)", cfg.BatchSize, world, train.N)
 	}
 	total := st.totalSteps(perEpoch)
-	sum := &Summary{RunDir: cfg.Out, BestValAcc: st.bestVal, Precision: st.prec.String()}
+	sum := &Summary{RunDir: cfg.Out, BestValAcc: st.bestVal, Precision: st.prec.String(), Layout: st.model.Layout.String()}
 	if st.step >= total {
 		sum.Steps, sum.Epochs, sum.AlreadyDone, sum.Checkpoint = st.step, st.pos.Epoch, true, st.lastCkpt
 		st.log.Info("the run was already complete: nothing to train", zap.Int("steps", st.step), zap.String("checkpoint", st.lastCkpt))

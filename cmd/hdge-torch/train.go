@@ -58,12 +58,29 @@ and writes a run directory with config.json, metrics.jsonl, train.log, tensorboa
 Ctrl-C saves a checkpoint and exits; --resume RUN continues exactly where it stopped.
 
 Example: hdge-torch train --dataset fashion-mnist --objective hdge --epochs 2`,
-		Flags:  trainFlags(),
-		Action: runTrain,
+		Flags:        trainFlags(),
+		Action:       runTrain,
+		OnUsageError: trainUsageError,
 	}
 }
 
+// trainUsageError answers a bare --channels-last at the end of the line (it was a bool flag) with
+// the spelling to use; other usage errors print as urfave/cli prints them.
+func trainUsageError(c *cli.Context, err error, _ bool) error {
+	if strings.Contains(err.Error(), "flag needs an argument: -channels-last") {
+		return cli.Exit("--channels-last takes a value (auto, true or false): write --channels-last=true", 2)
+	}
+	fmt.Fprintf(c.App.Writer, "Incorrect Usage: %s\n\n", err)
+	_ = cli.ShowSubcommandHelp(c)
+	return err
+}
+
 func runTrain(c *cli.Context) error {
+	// --channels-last was a bool flag: a bare --channels-last now takes the next argument as its
+	// value, which would otherwise surface as a stray argument or an unknown value.
+	if v := c.String("channels-last"); strings.HasPrefix(v, "-") {
+		return cli.Exit(fmt.Sprintf("--channels-last takes a value (auto, true or false) and took the next argument %q: write --channels-last=true", v), 2)
+	}
 	if c.NArg() > 0 {
 		return cli.Exit(fmt.Sprintf("train takes no arguments, got %q (flags start with --)", c.Args().First()), 2)
 	}

@@ -47,6 +47,10 @@ func TestTrainFlagErrors(t *testing.T) {
 		{[]string{"--resume", filepath.Join(tmp, "no-run")}, 2, "--resume"},
 		{[]string{"--val-size", "100000", "--dataset", ds}, 1, "--val-size"},
 		{[]string{"positional"}, 2, "no arguments"},
+		{[]string{"--channels-last", "sideways"}, 2, `--channels-last: unknown value "sideways"`},
+		// --channels-last was a bool flag: bare, it now takes a value, and the error says how.
+		{[]string{"--channels-last", "--skip-test"}, 2, "write --channels-last=true"},
+		{[]string{"--channels-last"}, 2, "write --channels-last=true"},
 	}
 	for _, tc := range cases {
 		args := append([]string{"train", "--out", filepath.Join(tmp, "out")}, tc.args...)
@@ -61,7 +65,9 @@ func TestTrainFlagErrors(t *testing.T) {
 }
 
 // TestTrainCtrlC: SIGINT saves a checkpoint and exits with 130; --resume continues the run, and
-// flags that would change it are refused.
+// flags that would change it are refused. The run records --channels-last auto; a config.json
+// written when the setting was a bool (true) still resumes, in the layout it holds, and an
+// operational --channels-last=false on resume is obeyed.
 func TestTrainCtrlC(t *testing.T) {
 	bin := buildCLI(t)
 	tmp := t.TempDir()
@@ -104,6 +110,18 @@ func TestTrainCtrlC(t *testing.T) {
 	if res := runCLI(t, bin, nil, "train", "--resume", run, "--lr", "0.1"); res.code != 2 || !strings.Contains(res.stderr, "--lr") {
 		t.Errorf("changing --lr on resume: exit %d\n%s", res.code, res.stderr)
 	}
+	cfgPath := filepath.Join(run, "config.json")
+	cj, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cj), `"channels_last": "auto"`) || !strings.Contains(stderr.String(), `(auto: `) {
+		t.Errorf("the run does not record or log --channels-last auto:\n%s\n%s", cj, stderr.String())
+	}
+	old := strings.Replace(string(cj), `"channels_last": "auto"`, `"channels_last": true`, 1)
+	if err := os.WriteFile(cfgPath, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res := runCLI(t, bin, nil, "train", "--resume", run, "--steps", "8", "--skip-test")
 	if res.code != 0 {
 		t.Fatalf("resume: exit %d\n%s", res.code, res.stderr)
@@ -111,10 +129,16 @@ func TestTrainCtrlC(t *testing.T) {
 	if !strings.Contains(res.stderr, "resumed") || !strings.Contains(res.stdout, "8 steps") {
 		t.Errorf("resume output:\nstdout %s\nstderr %s", res.stdout, res.stderr)
 	}
+	if !strings.Contains(res.stderr, "channels-last (asked for)") {
+		t.Errorf("a config.json with \"channels_last\": true did not resume channels-last:\n%s", res.stderr)
+	}
 	// The run's own --model repeated is not a change; resuming a finished run says so and names
 	// its last checkpoint.
-	res = runCLI(t, bin, nil, "train", "--resume", run, "--model", "wrn-10-1", "--steps", "8", "--skip-test")
+	res = runCLI(t, bin, nil, "train", "--resume", run, "--model", "wrn-10-1", "--steps", "8", "--skip-test", "--channels-last=false")
 	if want := "was already complete at step 8; nothing was trained. Last checkpoint: " + filepath.Join(run, "checkpoints", "step-00000008.pt"); res.code != 0 || !strings.Contains(res.stdout, want) {
 		t.Errorf("resuming a finished run with its own --model: exit %d, want %q\nstdout %s\nstderr %s", res.code, want, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "nchw (asked for)") {
+		t.Errorf("--channels-last=false on resume was not obeyed:\n%s", res.stderr)
 	}
 }

@@ -173,6 +173,42 @@ func Bool[C any](name, group string, kind Kind, def bool, usage string, field fu
 	}
 }
 
+// AutoBool declares a setting of "auto", "true" or "false", kept as a string (S is a string type of
+// the caller's): auto leaves the choice to the program, the other two force it. The bools true
+// and false (what a Bool setting held before it gained auto, in old configs and specs) read as
+// "true" and "false". On the command line it takes a value, --name=true or --name auto; a bare
+// --name would take the next argument as its value, and the error says to write --name=true.
+func AutoBool[C any, S ~string](name, group string, kind Kind, def S, usage string, field func(*C) *S) Setting[C] {
+	return Setting[C]{Name: name, Group: group, Kind: kind, Usage: usage, def: string(def),
+		get: func(c *C) any { return string(*field(c)) },
+		set: func(c *C, v any) error {
+			switch x := v.(type) {
+			case bool:
+				*field(c) = S(strconv.FormatBool(x))
+			case string:
+				*field(c) = S(x)
+			default:
+				return fmt.Errorf("want auto, true or false, got %s", Describe(v))
+			}
+			return nil
+		},
+		check: func(c *C) error {
+			switch v := string(*field(c)); v {
+			case "auto", "true", "false":
+				return nil
+			default:
+				if strings.HasPrefix(v, "-") {
+					return fmt.Errorf("takes a value, and took the next argument %q: write --%s=true (or auto, false)", v, name)
+				}
+				return fmt.Errorf("unknown value %q (want auto, true or false)", v)
+			}
+		},
+		flag: func(def any) cli.Flag {
+			return &cli.StringFlag{Name: name, Value: def.(string), Category: group, Usage: usage}
+		},
+	}
+}
+
 // Ints declares a list of whole numbers ≥ 0, given on the command line as "160,180" and in a
 // spec as [160, 180] or "160,180".
 func Ints[C any](name, group string, kind Kind, def []int, usage string, field func(*C) *[]int) Setting[C] {

@@ -91,3 +91,43 @@ func TestFlagsCarryDefaultsAndGroups(t *testing.T) {
 		t.Errorf("steps flag %q does not show its default", got)
 	}
 }
+
+type layout string
+
+type triCfg struct{ L layout }
+
+// TestAutoBool: a tri-state takes auto, true and false as strings and, from old configs and
+// specs, the bools; its flag takes a value, and a bare flag that swallowed the next argument is
+// told to write --name=true.
+func TestAutoBool(t *testing.T) {
+	tri := Table[triCfg]{AutoBool("layout", "g", Operational, layout("auto"), "layout", func(c *triCfg) *layout { return &c.L })}
+	var c triCfg
+	tri.Apply(&c)
+	if c.L != "auto" {
+		t.Fatalf("default %q", c.L)
+	}
+	for _, tc := range []struct {
+		v    any
+		want layout
+	}{{false, "false"}, {true, "true"}, {"false", "false"}, {"auto", "auto"}} {
+		if err := tri.Set(&c, "layout", tc.v); err != nil || c.L != tc.want {
+			t.Errorf("Set(%#v): %q, %v; want %q", tc.v, c.L, err, tc.want)
+		}
+		if err := tri.Validate(&c); err != nil {
+			t.Errorf("Validate after Set(%#v): %v", tc.v, err)
+		}
+	}
+	if err := tri.Set(&c, "layout", 1.0); err == nil || !strings.Contains(err.Error(), "want auto, true or false") {
+		t.Errorf("Set(1): %v", err)
+	}
+	for v, want := range map[string]string{"maybe": `--layout: unknown value "maybe" (want auto, true or false)`,
+		"--epochs": "write --layout=true"} {
+		c.L = layout(v)
+		if err := tri.Validate(&c); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate(%q) = %v, want %q", v, err, want)
+		}
+	}
+	if f := tri.Flags()[0].String(); !strings.Contains(f, `"auto"`) {
+		t.Errorf("flag %q does not show its default", f)
+	}
+}
