@@ -14,10 +14,13 @@ import (
 
 // DivergenceSettings say what a run does when its training diverges: a non-finite loss, or an
 // energy term (JEM's log q(x) of the data or the samples) whose magnitude passes a threshold,
-// which is how SGLD training fails before it overflows (JEM's issues #4 and #8).
+// which is how SGLD training fails before it overflows (JEM's issues #4 and #8), or, when asked
+// for, a cross-entropy term far above a uniform guess's ln C, which is how it fails when the
+// energies stay just under the threshold while the logits blow up.
 type DivergenceSettings struct {
 	OnDivergence     string  `json:"on_divergence"`
 	DivergenceEnergy float64 `json:"divergence_energy"`
+	DivergenceCE     float64 `json:"divergence_ce"`
 	MaxRestarts      int     `json:"max_restarts"`
 	RestartLRScale   float64 `json:"restart_lr_scale"`
 }
@@ -34,6 +37,8 @@ func init() {
 			func(c *Config) *string { return &c.OnDivergence }, settings.OneOf("stop", "restart")),
 		settings.Float("divergence-energy", groupDivergence, operational, 1e4, "an energy term (loss_energy_*) of larger magnitude counts as divergence (0 = only non-finite losses)",
 			func(c *Config) *float64 { return &c.DivergenceEnergy }, settings.NonNegative),
+		settings.Float("divergence-ce", groupDivergence, operational, 0, "a cross-entropy term (loss_ce) above this counts as divergence (0 = off; ln C is a uniform guess, e.g. 11.5 = 5 ln 10)",
+			func(c *Config) *float64 { return &c.DivergenceCE }, settings.NonNegative),
 		settings.Int("max-restarts", groupDivergence, operational, 3, "with --on-divergence restart: restarts before the run gives up",
 			func(c *Config) *int { return &c.MaxRestarts }, settings.AtLeast(0)),
 		settings.Float("restart-lr-scale", groupDivergence, operational, 1, "with --on-divergence restart: the lr is multiplied by this at each restart (JEM's authors: a lower lr helps)",
@@ -81,6 +86,9 @@ func (c *Config) divergence(values map[string]float64) string {
 				return fmt.Sprintf("|%s| = %.4g is above --divergence-energy %g", k, math.Abs(values[k]), c.DivergenceEnergy)
 			}
 		}
+	}
+	if ce, ok := values["loss_ce"]; ok && c.DivergenceCE > 0 && ce > c.DivergenceCE {
+		return fmt.Sprintf("loss_ce = %.4g is above --divergence-ce %g", ce, c.DivergenceCE)
 	}
 	return ""
 }

@@ -437,3 +437,34 @@ func TestDivergenceRestartIsLoggedAndBounded(t *testing.T) {
 		t.Fatalf("stop recorded %d restarts, %d divergences", len(ev["restart"]), len(ev["divergence"]))
 	}
 }
+
+// TestDivergenceCE: with --divergence-ce a cross-entropy term above it counts as divergence (the
+// way HDGE+JEM fails when its logits blow up under the energy threshold); off by default.
+func TestDivergenceCE(t *testing.T) {
+	var c Config
+	vals := map[string]float64{"loss": 90, "loss_ce": 100, "loss_energy_data": 9000}
+	c.DivergenceEnergy = 1e4
+	if why := c.divergence(vals); why != "" {
+		t.Errorf("--divergence-ce off: %q, want no divergence", why)
+	}
+	c.DivergenceCE = 11.5
+	if why := c.divergence(vals); !strings.Contains(why, "loss_ce = 100 is above --divergence-ce 11.5") {
+		t.Errorf("--divergence-ce 11.5, loss_ce 100: %q", why)
+	}
+	vals["loss_ce"] = 2.3
+	if why := c.divergence(vals); why != "" {
+		t.Errorf("loss_ce 2.3 under --divergence-ce 11.5: %q", why)
+	}
+
+	// A real run: any CE counts above 1e-6, so the first logged step stops the run, naming it.
+	ds := testutil.SmallFashion(t, t.TempDir(), 200, 200)
+	cfg := tinyConfig(t, ds)
+	cfg.Objective, cfg.Steps, cfg.DivergenceCE = "ce", 4, 1e-6
+	_, err := Train(context.Background(), cfg, Options{SkipTest: true})
+	if err == nil || !strings.Contains(err.Error(), "--divergence-ce") {
+		t.Fatalf("want the CE run to stop naming --divergence-ce, got %v", err)
+	}
+	if ev := metricEvents(t, cfg.Out); len(ev["divergence"]) != 1 {
+		t.Errorf("%d divergences recorded in metrics.jsonl, want 1", len(ev["divergence"]))
+	}
+}
