@@ -1,9 +1,15 @@
 package trainer
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
@@ -51,8 +57,9 @@ func init() {
 	)
 }
 
-// divergenceState is what a run remembers of its restarts. It is not checkpointed: a resumed run
-// starts with the full --max-restarts and the configured lr.
+// divergenceState is what a run remembers of its restarts. A resumed run reads it back from
+// metrics.jsonl's restart events (resumedDivergence), so a run that restarted in one sitting keeps
+// its lower lr and its count against --max-restarts in the next.
 type divergenceState struct {
 	restarts int
 	lrScale  float64 // 0 means 1
@@ -63,6 +70,42 @@ func (d *divergenceState) scale() float64 {
 		return 1
 	}
 	return d.lrScale
+}
+
+// resumedDivergence is the divergence state of a run resumed at step: that of the last restart
+// event in its metrics.jsonl that rolled back to step or before (the checkpoints after a restart
+// were trained with its lr scale). A run without restarts, or without the file, has none.
+func resumedDivergence(dir string, step int) (divergenceState, error) {
+	var d divergenceState
+	f, err := os.Open(filepath.Join(dir, MetricsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return d, nil
+	}
+	if err != nil {
+		return d, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		if !bytes.Contains(sc.Bytes(), []byte(`"restart"`)) {
+			continue
+		}
+		var ev struct {
+			Event   string  `json:"event"`
+			Step    int     `json:"step"`
+			Restart int     `json:"restart"`
+			LRScale float64 `json:"lr_scale"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Event != "restart" || ev.Step > step {
+			continue
+		}
+		d = divergenceState{restarts: ev.Restart, lrScale: ev.LRScale}
+	}
+	if err := sc.Err(); err != nil {
+		return d, fmt.Errorf("%s: %w", filepath.Join(dir, MetricsFile), err)
+	}
+	return d, nil
 }
 
 // errRestart asks Train to roll back and run the loop again.

@@ -468,3 +468,34 @@ func TestDivergenceCE(t *testing.T) {
 		t.Errorf("%d divergences recorded in metrics.jsonl, want 1", len(ev["divergence"]))
 	}
 }
+
+// TestResumeKeepsRestarts: a run that used up its restarts in one sitting does not get a fresh
+// --max-restarts (and the configured lr) in the next: resuming reads its restart events back.
+func TestResumeKeepsRestarts(t *testing.T) {
+	ds := testutil.SmallFashion(t, t.TempDir(), 200, 200)
+	c := jemRunConfig(t, ds)
+	c.PXYWeight = 0
+	c.Steps = 20
+	c.CkptEvery = 2
+	c.DivergenceEnergy = 1e-9 // every step diverges
+	c.OnDivergence = "restart"
+	c.MaxRestarts = 2
+	c.RestartLRScale = 0.5
+	if _, err := Train(context.Background(), c, Options{SkipTest: true}); err == nil {
+		t.Fatal("the first sitting succeeded although every step diverges")
+	}
+	if n := len(metricEvents(t, c.Out)["restart"]); n != 2 {
+		t.Fatalf("first sitting: %d restarts, want 2", n)
+	}
+	d, err := resumedDivergence(c.Out, 0)
+	if err != nil || d.restarts != 2 || d.scale() != 0.25 {
+		t.Fatalf("resumed state %+v (%v), want 2 restarts at lr scale 0.25", d, err)
+	}
+	_, err = Train(context.Background(), c, Options{SkipTest: true, Resume: c.Out})
+	if err == nil || !strings.Contains(err.Error(), "after 2 restarts (--max-restarts 2)") {
+		t.Fatalf("second sitting: want it to give up at once, after the first sitting's 2 restarts; got %v", err)
+	}
+	if n := len(metricEvents(t, c.Out)["restart"]); n != 2 {
+		t.Errorf("after the second sitting: %d restarts recorded, want still 2", n)
+	}
+}

@@ -260,6 +260,13 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 		}
 		log.Info("resumed", zap.String("checkpoint", resumeFrom), zap.Int("step", st.step),
 			zap.Int("epoch", st.pos.Epoch), zap.Int("batch", st.pos.Batch))
+		if st.div, err = resumedDivergence(cfg.Out, st.step); err != nil {
+			return nil, err
+		}
+		if st.div.restarts > 0 {
+			log.Info("resumed after divergence restarts", zap.Int("restarts", st.div.restarts),
+				zap.Int("max_restarts", cfg.MaxRestarts), zap.Float64("lr_scale", st.div.scale()))
+		}
 	}
 	if err := st.par.syncState(); err != nil {
 		return nil, err
