@@ -93,13 +93,6 @@ type RobustnessCurve struct {
 	Points []RobustnessPoint
 }
 
-func normTitle(norm string) string {
-	if n := map[string]string{"linf": "L∞", "l2": "L2"}[norm]; n != "" {
-		return n
-	}
-	return norm
-}
-
 // RobustnessComparePlot draws several models' robustness curves of one norm in one plot, like the
 // paper's Figure 4: mean accuracy against ε, one line per curve, and where a point has two seeds
 // or more a translucent band of ±1 standard deviation (an error bar for a curve of one point).
@@ -118,7 +111,7 @@ func RobustnessComparePlot(curves []RobustnessCurve, norm string) (*plot.Plot, e
 		}
 	}
 	slices.Sort(stepOrder)
-	nt := normTitle(norm)
+	nt := NormTitle(norm)
 	p := newPlot(fmt.Sprintf("PGD robustness (%s)", nt), fmt.Sprintf("ε (%s)", nt), "accuracy (%)")
 	shapes := []draw.GlyphDrawer{draw.CircleGlyph{}, draw.SquareGlyph{}, draw.TriangleGlyph{}, draw.PyramidGlyph{}, draw.RingGlyph{}, draw.BoxGlyph{}}
 	dashes := [][]vg.Length{nil, {vg.Points(6), vg.Points(3)}, {vg.Points(2), vg.Points(2)}, {vg.Points(8), vg.Points(3), vg.Points(2), vg.Points(3)}}

@@ -20,6 +20,14 @@ type RobustnessRow struct {
 // test-time noise and random starts of PGD before calling a result suspicious.
 const DefaultRobustnessTol = 0.005
 
+// NormTitle is how tables and plots name a PGD norm: L∞, L2, or the name itself.
+func NormTitle(norm string) string {
+	if n := map[string]string{"linf": "L∞", "l2": "L2"}[norm]; n != "" {
+		return n
+	}
+	return norm
+}
+
 // NormRank puts L∞ first, as the paper does, then L2, then anything else.
 func NormRank(n string) int {
 	switch n {

@@ -1,8 +1,6 @@
 package experiment
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -224,11 +222,11 @@ func Aggregate(s *Spec) (*Results, error) {
 				}
 			}
 			us := unitStatus(u, st, key)
-			rec, err := readTrainingRecord(u.Dir)
+			tlog, err := trainer.ReadTrainingLog(u.Dir)
 			if err != nil {
 				return nil, err
 			}
-			restarts := rec.restarts
+			restarts := len(tlog.Restarts)
 			if restarts > 0 {
 				res.Diverged = true
 			}
@@ -320,7 +318,7 @@ func Aggregate(s *Spec) (*Results, error) {
 				add(KeyTrainImgPerS, &ips)
 			}
 			add(KeyEvalSeconds, &st.Eval.Seconds)
-			add(KeyLogitNorm, rec.logitNorm)
+			add(KeyLogitNorm, tlog.LastLogitNorm)
 			addSamples(s.Out, &rr, u, m.Config.Checkpoint.Step, add)
 		}
 		for _, st := range rr.Metrics {
@@ -535,50 +533,4 @@ func displayPath(p string) string {
 		return rel
 	}
 	return p
-}
-
-// trainingRecord is what the results take from a run's metrics.jsonl, which every sitting appends
-// to: how many times the run rolled back from a divergence (its "restart" events), and the mean
-// logit norm of its last logged step (nil if it logs none), which shows HDGE's collapse.
-type trainingRecord struct {
-	restarts  int
-	logitNorm *float64
-}
-
-func readTrainingRecord(dir string) (trainingRecord, error) {
-	var rec trainingRecord
-	path := filepath.Join(dir, trainer.MetricsFile)
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return rec, nil
-	}
-	if err != nil {
-		return rec, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if !bytes.Contains(line, []byte(`"restart"`)) && !bytes.Contains(line, []byte(`"logit_norm"`)) {
-			continue
-		}
-		var ev struct {
-			Event     string   `json:"event"`
-			LogitNorm *float64 `json:"logit_norm"`
-		}
-		if json.Unmarshal(line, &ev) != nil {
-			continue // a line cut short by a crash: the rest of the file still counts
-		}
-		if ev.Event == "restart" {
-			rec.restarts++
-		}
-		if ev.Event == "" && ev.LogitNorm != nil {
-			rec.logitNorm = ev.LogitNorm
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return rec, fmt.Errorf("%s: %w", path, err)
-	}
-	return rec, nil
 }

@@ -83,6 +83,33 @@ func smokeSpec(t *testing.T) *Spec {
 	return s
 }
 
+// smokeSpecEdited is experiments/smoke.json with edit applied to its JSON before parsing, so the
+// spec's checks see the change, on a 200-image Fashion-MNIST subset with 100 test images, writing
+// to a temporary folder.
+func smokeSpecEdited(t *testing.T, edit func(raw map[string]any)) *Spec {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "experiments", "smoke.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	edit(raw)
+	if b, err = json.Marshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Path = "smoke.json"
+	s.Base["dataset"] = testutil.SmallFashion(t, t.TempDir(), 200, 100)
+	s.Out = filepath.Join(t.TempDir(), "out")
+	return s
+}
+
 // TestSmoke runs the smoke spec over two sittings, the first interrupted inside a training run,
 // then a third that must find nothing to do; it checks the skip and resume behaviour and that
 // the tables hold the mean and standard deviation of what the evaluations wrote.
@@ -528,8 +555,8 @@ func TestRestartsCounted(t *testing.T) {
 	if res == nil || !res.Diverged || res.Done != 1 {
 		t.Fatalf("results %+v: want ce done and the divergence noticed", res)
 	}
-	if rec, err := readTrainingRecord(s.RunDir("jem", 1)); err != nil || rec.restarts != 1 {
-		t.Errorf("jem: %d restarts counted (%v), want 1 (--max-restarts 1)", rec.restarts, err)
+	if tlog, err := trainer.ReadTrainingLog(s.RunDir("jem", 1)); err != nil || len(tlog.Restarts) != 1 {
+		t.Errorf("jem: %d restarts counted (%v), want 1 (--max-restarts 1)", len(tlog.Restarts), err)
 	}
 	md := res.Markdown()
 	if !strings.Contains(md, "| restarts |") || !strings.Contains(md, "| 0 |\n") {

@@ -239,7 +239,7 @@ func (res *Results) robustnessFigure(runs []figureRun, notYet leftOut, norm stri
 		if found {
 			drawnRuns = append(drawnRuns, r.name)
 		} else {
-			left.add("no "+normTitle(norm)+" PGD results", r.name)
+			left.add("no "+eval.NormTitle(norm)+" PGD results", r.name)
 		}
 	}
 	if len(curves) == 0 {
@@ -253,7 +253,7 @@ func (res *Results) robustnessFigure(runs []figureRun, notYet leftOut, norm stri
 	if err != nil {
 		return nil, err
 	}
-	what := fmt.Sprintf("PGD accuracy (%%) under %s attacks", normTitle(norm))
+	what := fmt.Sprintf("PGD accuracy (%%) under %s attacks", eval.NormTitle(norm))
 	if len(steps) == 1 {
 		what = fmt.Sprintf("%d-step %s", steps[0], what)
 	}
@@ -261,7 +261,7 @@ func (res *Results) robustnessFigure(runs []figureRun, notYet leftOut, norm stri
 		what += fmt.Sprintf(" on the first %d test images", res.PGDImages)
 	}
 	f := FigureResult{Kind: FigureRobustness, File: figureFile("robustness_" + norm + ".png"),
-		Title: "Robustness, PGD " + normTitle(norm), Runs: drawnRuns, LeftOut: left.list(), Panels: 1, Columns: 1}
+		Title: "Robustness, PGD " + eval.NormTitle(norm), Runs: drawnRuns, LeftOut: left.list(), Panels: 1, Columns: 1}
 	f.Caption = fmt.Sprintf("%s against ε, one line per run: the mean over the seeds done (counted in the legend), "+
 		"with a band (a bar for a single ε) of ±1 sample standard deviation where two seeds or more are done; "+
 		"the numbers of the robustness table, from robustness in RUN/seed-SEED/eval/metrics.json.%s", what, left.sentence())
@@ -454,13 +454,6 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
-}
-
-func normTitle(norm string) string {
-	if n := map[string]string{"linf": "L∞", "l2": "L2"}[norm]; n != "" {
-		return n
-	}
-	return norm
 }
 
 // figuresMarkdown is the results.md section of the figures: each one's caption, then the image.

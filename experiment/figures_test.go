@@ -17,7 +17,6 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/hdge-torch/hdge-torch/eval"
-	"github.com/hdge-torch/hdge-torch/internal/testutil"
 )
 
 // TestFigures: the smoke grid with ce done for both seeds, hdge for one and a third run never
@@ -26,25 +25,9 @@ import (
 // relative links, names the run left out in every caption, and a second aggregate leaves every
 // figure as it was, byte for byte, removing only a figure it no longer draws.
 func TestFigures(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "experiments", "smoke.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raw map[string]any
-	if err := json.Unmarshal(b, &raw); err != nil {
-		t.Fatal(err)
-	}
-	raw["runs"] = append(raw["runs"].([]any), map[string]any{"name": "later", "set": map[string]any{"objective": "ce", "lr": 0.002}})
-	if b, err = json.Marshal(raw); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Path = "smoke.json"
-	s.Base["dataset"] = testutil.SmallFashion(t, t.TempDir(), 200, 100)
-	s.Out = filepath.Join(t.TempDir(), "out")
+	s := smokeSpecEdited(t, func(raw map[string]any) {
+		raw["runs"] = append(raw["runs"].([]any), map[string]any{"name": "later", "set": map[string]any{"objective": "ce", "lr": 0.002}})
+	})
 	if _, err := Run(context.Background(), s, Options{Only: []string{"ce"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hdge-torch/hdge-torch/eval"
 	"github.com/hdge-torch/hdge-torch/internal/settings"
 	"github.com/hdge-torch/hdge-torch/trainer"
 )
@@ -328,7 +329,7 @@ func scoreTitle(score string) string {
 }
 
 func pgdTitle(c PGDColumn, all []PGDColumn) string {
-	t := fmt.Sprintf("%s ε=%s", normTitle(c.Norm), c.Label)
+	t := fmt.Sprintf("%s ε=%s", eval.NormTitle(c.Norm), c.Label)
 	steps := map[int]bool{}
 	for _, o := range all {
 		steps[o.Steps] = true

@@ -2,7 +2,6 @@ package experiment
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/hdge-torch/hdge-torch/eval"
 	"github.com/hdge-torch/hdge-torch/gen"
-	"github.com/hdge-torch/hdge-torch/internal/testutil"
 )
 
 // TestSamplesInResults: the smoke grid (classification only), then samples drawn into
@@ -24,25 +22,7 @@ import (
 // over hdge's seeds and links one seed's grids; the next `experiment run` adds the samples to the
 // evaluation reports without evaluating again, once; a damaged samples folder becomes a note.
 func TestSamplesInResults(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "experiments", "smoke.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var raw map[string]any
-	if err := json.Unmarshal(b, &raw); err != nil {
-		t.Fatal(err)
-	}
-	raw["eval"] = map[string]any{"suites": "classify"}
-	if b, err = json.Marshal(raw); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Path = "smoke.json"
-	s.Base["dataset"] = testutil.SmallFashion(t, t.TempDir(), 200, 100)
-	s.Out = filepath.Join(t.TempDir(), "out")
+	s := smokeSpecEdited(t, func(raw map[string]any) { raw["eval"] = map[string]any{"suites": "classify"} })
 	if _, err := Run(context.Background(), s, Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -165,14 +145,7 @@ func TestSamplesInResults(t *testing.T) {
 	}
 
 	// A spec that names "samples" asks every run for RUN/seed-SEED/samples: ce seed 2 has none.
-	raw["eval"] = map[string]any{"suites": "classify", "samples": "samples"}
-	if b, err = json.Marshal(raw); err != nil {
-		t.Fatal(err)
-	}
-	named, err := Parse(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	named := smokeSpecEdited(t, func(raw map[string]any) { raw["eval"] = map[string]any{"suites": "classify", "samples": "samples"} })
 	named.Path, named.Base["dataset"], named.Out = s.Path, s.Base["dataset"], s.Out
 	_, err = Run(context.Background(), named, Options{Only: []string{"ce"}})
 	var se *SpecError

@@ -1,15 +1,9 @@
 package trainer
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
@@ -32,10 +26,6 @@ type DivergenceSettings struct {
 }
 
 const groupDivergence = "divergence"
-
-// MetricsFile is the run folder's record of training, one JSON object a line: the logged steps,
-// validations, and events such as {"event": "restart", ...} for each divergence rolled back.
-const MetricsFile = "metrics.jsonl"
 
 func init() {
 	registerSettings(
@@ -73,37 +63,18 @@ func (d *divergenceState) scale() float64 {
 }
 
 // resumedDivergence is the divergence state of a run resumed at step: that of the last restart
-// event in its metrics.jsonl that rolled back to step or before (the checkpoints after a restart
-// were trained with its lr scale). A run without restarts, or without the file, has none.
+// in its metrics.jsonl that rolled back to step or before (the checkpoints after a restart were
+// trained with its lr scale). A run without restarts, or without the file, has none.
 func resumedDivergence(dir string, step int) (divergenceState, error) {
 	var d divergenceState
-	f, err := os.Open(filepath.Join(dir, MetricsFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return d, nil
-	}
+	log, err := ReadTrainingLog(dir)
 	if err != nil {
 		return d, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-	for sc.Scan() {
-		if !bytes.Contains(sc.Bytes(), []byte(`"restart"`)) {
-			continue
+	for _, r := range log.Restarts {
+		if r.Step <= step {
+			d = divergenceState{restarts: r.Restart, lrScale: r.LRScale}
 		}
-		var ev struct {
-			Event   string  `json:"event"`
-			Step    int     `json:"step"`
-			Restart int     `json:"restart"`
-			LRScale float64 `json:"lr_scale"`
-		}
-		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Event != "restart" || ev.Step > step {
-			continue
-		}
-		d = divergenceState{restarts: ev.Restart, lrScale: ev.LRScale}
-	}
-	if err := sc.Err(); err != nil {
-		return d, fmt.Errorf("%s: %w", filepath.Join(dir, MetricsFile), err)
 	}
 	return d, nil
 }

@@ -89,7 +89,7 @@ func values(e *Eval) []metricValue {
 			continue // the clean accuracy of the attacked subset, not a robustness figure
 		}
 		v = append(v, metricValue{fmt.Sprintf("pgd/%s/%g/%d", r.Norm, r.Eps, r.Steps),
-			fmt.Sprintf("PGD-%d %s ε=%s accuracy", r.Steps, normName(r.Norm), epsLabel(r.Eps)), true, false, r.Accuracy})
+			fmt.Sprintf("PGD-%d %s ε=%s accuracy", r.Steps, eval.NormTitle(r.Norm), epsLabel(r.Eps)), true, false, r.Accuracy})
 	}
 	return v
 }
@@ -251,10 +251,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-func normName(n string) string {
-	return cmp.Or(map[string]string{"linf": "L∞", "l2": "L2"}[n], n)
 }
 
 func scoreLabel(s string) string {

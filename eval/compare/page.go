@@ -233,8 +233,8 @@ func (pg *Page) robustness() error {
 			c := Aggregate(curves)
 			bands = append(bands, eval.Band{Name: r.Name + seedNote(c.Seeds), X: c.X, Mean: c.Mean, Std: c.Std, Palette: ri + 1})
 		}
-		title := fmt.Sprintf("PGD robustness (%s)", normName(norm))
-		p, err := eval.BandPlot(title, fmt.Sprintf("ε (%s)", normName(norm)), "accuracy (%)", bands, eval.BandOptions{Scale: 100})
+		title := fmt.Sprintf("PGD robustness (%s)", eval.NormTitle(norm))
+		p, err := eval.BandPlot(title, fmt.Sprintf("ε (%s)", eval.NormTitle(norm)), "accuracy (%)", bands, eval.BandOptions{Scale: 100})
 		if err != nil {
 			return err
 		}
