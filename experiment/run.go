@@ -330,6 +330,9 @@ func (r *runner) train(ctx context.Context, u Unit, st *State, log *zap.Logger) 
 			log.Info("training already complete: skipped", zap.Int("steps", sum.Steps))
 			return sum.Steps, nil
 		}
+		if _, err := model.ResolveCheckpoint(u.Dir, false); err != nil {
+			return 0, recordsOnly(u.Dir, "the spec asks for a longer run")
+		}
 		// Lengthened in the spec: the old summary no longer describes the run, and must not make a
 		// sitting interrupted during the extension look complete.
 		log.Info("spec asks for a longer run: continuing it", zap.Int("epochs_before", old.Epochs), zap.Int("epochs", u.cfg.Epochs),
@@ -395,6 +398,15 @@ func (r *runner) train(ctx context.Context, u Unit, st *State, log *zap.Logger) 
 	return sum.Steps, nil
 }
 
+// recordsOnly is the error for a finished run folder that holds its records (the files
+// experiments/.gitignore lets git keep: config, summary, metrics.jsonl, experiment.json,
+// eval/metrics.json) but not its checkpoints, as in a fresh clone, when the spec needs the model
+// again. Nothing is deleted: the records stay in the tables until the run is trained afresh.
+func recordsOnly(dir, why string) error {
+	return fmt.Errorf("%s holds a finished run's records but not its checkpoints (a clone keeps only the records), and %s: "+
+		"that needs the model; move the folder away to train the run afresh, or restore its checkpoints/", dir, why)
+}
+
 // checkpointStep reads N from a step-N.pt name (0 for other names).
 func checkpointStep(path string) int {
 	name := strings.TrimSuffix(filepath.Base(path), ".pt")
@@ -422,6 +434,9 @@ func (r *runner) evaluate(ctx context.Context, u Unit, st *State, steps int, log
 	}
 	if exists(metrics) {
 		log.Info("evaluation is out of date (other eval settings or a longer run): evaluating again")
+	}
+	if _, err := model.ResolveCheckpoint(u.Dir, false); err != nil && exists(metrics) {
+		return recordsOnly(u.Dir, "its evaluation is out of date (other eval settings or a longer run)")
 	}
 	// Gone until the new evaluation completes, so an interrupted one cannot pass for current.
 	if err := os.Remove(metrics); err != nil && !errors.Is(err, fs.ErrNotExist) {
