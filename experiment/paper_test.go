@@ -220,3 +220,24 @@ func TestPaperGPUSpec(t *testing.T) {
 		t.Errorf("GEN_RUNS %v: want jem, hdge-jem and jem-n128", gen)
 	}
 }
+
+// TestPaperRegimeSpecsPinFP32: the CPU specs of the paper's regime train in fp32, the paper's
+// precision, whatever the machine: under "auto" a CPU with native bf16 would train some of a grid's
+// units in bf16 and another machine the rest in fp32, in one table.
+func TestPaperRegimeSpecsPinFP32(t *testing.T) {
+	for _, name := range []string{"fashion-jem.json", "fashion-collapse.json", "cifar10-paper.json"} {
+		s, err := Load(filepath.Join(testutil.RepoRoot(), "experiments", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		units, err := s.Units(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range units {
+			if u.cfg.Precision != "fp32" {
+				t.Errorf("%s: %s seed %d trains with --precision %s", name, u.Run, u.Seed, u.cfg.Precision)
+			}
+		}
+	}
+}

@@ -176,7 +176,7 @@ var baseSettings = []setting{
 		}),
 	settings.AutoBool("channels-last", groupRun, operational, model.LayoutAuto, "memory layout of weights and activations, the same results at another speed: auto (channels-last on CUDA, on AVX-512 CPUs and for models with batch norm; NCHW for models without batch norm on other CPUs, where it measured faster), true (channels-last, NHWC) or false (NCHW); write --channels-last=true, not a bare --channels-last",
 		func(c *Config) *model.Layout { return &c.ChannelsLast }),
-	settings.String("precision", groupRun, operational, "auto", "auto (bf16 where the CPU has AMX or AVX512-BF16, or the GPU bf16; fp32 elsewhere), fp32, bf16, or fp16 (CUDA, with loss scaling); asked for explicitly, bf16 or fp16 without native support is an error",
+	settings.String("precision", groupRun, learnt, "auto", "auto (bf16 where the CPU has AMX or AVX512-BF16, or the GPU bf16; fp32 elsewhere), fp32, bf16, or fp16 (CUDA, with loss scaling); asked for explicitly, bf16 or fp16 without native support is an error; it changes the numbers a run learns, so a resumed run keeps its own, and an experiment that pins fp32 does not reuse a run trained with auto",
 		func(c *Config) *string { return &c.Precision }, settings.OneOf("auto", "fp32", "bf16", "fp16")),
 	settings.Bool("tensorboard", groupRun, operational, true, "write TensorBoard event files to RUN/tensorboard (--tensorboard=false: off)",
 		func(c *Config) *bool { return &c.TensorBoard }),

@@ -110,6 +110,10 @@ func TestTrainCtrlC(t *testing.T) {
 	if res := runCLI(t, bin, nil, "train", "--resume", run, "--lr", "0.1"); res.code != 2 || !strings.Contains(res.stderr, "--lr") {
 		t.Errorf("changing --lr on resume: exit %d\n%s", res.code, res.stderr)
 	}
+	// Precision changes the numbers a run learns: a resumed run keeps its own.
+	if res := runCLI(t, bin, nil, "train", "--resume", run, "--precision", "fp32"); res.code != 2 || !strings.Contains(res.stderr, "--precision (the run has auto)") {
+		t.Errorf("changing --precision on resume: exit %d\n%s", res.code, res.stderr)
+	}
 	cfgPath := filepath.Join(run, "config.json")
 	cj, err := os.ReadFile(cfgPath)
 	if err != nil {
