@@ -254,6 +254,10 @@ func Aggregate(s *Spec) (*Results, error) {
 			if err != nil {
 				return nil, err
 			}
+			if d := sum.Diverged; d != nil {
+				rr.Notes = append(rr.Notes, fmt.Sprintf("seed %d ended by divergence at step %d (%s) after %d restarts; it is in the tables at its best-validation checkpoint (validation accuracy %.2f %%)",
+					seed, d.Step, d.Reason, d.Restarts, 100*sum.BestValAcc))
+			}
 			add := func(k string, v *float64) {
 				if v == nil || math.IsNaN(*v) {
 					return

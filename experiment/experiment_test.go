@@ -570,3 +570,36 @@ func TestRestartsCounted(t *testing.T) {
 		t.Errorf("the notes do not say that jem seed 1 failed after its restarts:\n%s", md)
 	}
 }
+
+// TestDivergedRunEvaluated: a run that ends by divergence after validating is evaluated at its
+// best checkpoint and is in the tables with a note saying so; the next sitting leaves it alone.
+func TestDivergedRunEvaluated(t *testing.T) {
+	s := smokeSpec(t)
+	s.Seeds = []uint64{1}
+	s.Base["schedule"], s.Base["steps"], s.Base["val-every"] = "step", json.Number("4"), json.Number("2")
+	s.Runs = []RunSpec{{Name: "ce", Set: map[string]any{"objective": "ce"}}}
+	if _, err := Run(context.Background(), s, Options{Log: zap.NewNop()}); err != nil {
+		t.Fatal(err)
+	}
+	// Lengthened, with a CE threshold every step passes: it diverges right after step 4.
+	s.Base["steps"] = json.Number("8")
+	s.Runs[0].Set = map[string]any{"objective": "ce", "divergence-ce": 1e-9, "on-divergence": "restart", "max-restarts": 1}
+	res, err := Run(context.Background(), s, Options{Log: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("sitting with the divergence: %v", err)
+	}
+	notes := strings.Join(res.Runs[0].Notes, "\n")
+	if res.Done != 1 || !strings.Contains(notes, "ended by divergence at step") || !strings.Contains(notes, "after 1 restarts") {
+		t.Fatalf("%d of %d done, notes %q: want ce in the tables with a note on its divergence", res.Done, res.Total, notes)
+	}
+	if st, _ := readState(s.RunDir("ce", 1)); st == nil || st.Segments[len(st.Segments)-1].Outcome != "diverged" || st.Failed != "" {
+		t.Errorf("state %+v: want the last segment diverged and no failure", st)
+	}
+	obsCore, logs := observer.New(zap.InfoLevel)
+	if _, err := Run(context.Background(), s, Options{Log: zap.New(obsCore)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(logs, "training", "", 0) + count(logs, "evaluating", "", 0); n != 0 {
+		t.Errorf("the sitting after the divergence trained or evaluated %d times, want 0", n)
+	}
+}

@@ -367,11 +367,15 @@ func (r *runner) train(ctx context.Context, u Unit, st *State, log *zap.Logger) 
 	sum, err := trainer.Train(ctx, u.cfg, trainer.Options{Log: tlog, Progress: r.opts.Progress, Resume: resume, SkipTest: true})
 	seg.Seconds = time.Since(seg.Started).Seconds()
 	seg.Hardware.Threads = hardware(u.cfg.Device).Threads // Train sets the thread count
+	var de *trainer.DivergedError
 	switch {
 	case err == nil:
 		seg.Outcome = "complete"
 	case errors.Is(err, trainer.ErrInterrupted):
 		seg.Outcome = "interrupted"
+	case errors.As(err, &de) && sum != nil && sum.Diverged != nil:
+		// Ended by divergence after validating: its best checkpoint is the method's result here.
+		seg.Outcome, seg.Error = "diverged", err.Error()
 	default:
 		seg.Outcome, seg.Error = "failed", err.Error()
 	}
@@ -392,6 +396,10 @@ func (r *runner) train(ctx context.Context, u Unit, st *State, log *zap.Logger) 
 		return 0, fmt.Errorf("%w: %s seed %d at step %d", ErrInterrupted, u.Run, u.Seed, sum.Steps)
 	case "failed":
 		return 0, fmt.Errorf("training: %w", err)
+	case "diverged":
+		log.Warn("the run ended by divergence: evaluating its best checkpoint, noted in the results", zap.Int("step", sum.Steps),
+			zap.Int("restarts", sum.Diverged.Restarts), zap.String("reason", sum.Diverged.Reason), zap.Float64("best_val_acc", sum.BestValAcc))
+		return sum.Steps, nil
 	}
 	log.Info("trained", zap.Int("steps", sum.Steps), zap.Float64("seconds", seg.Seconds), zap.Float64("best_val_acc", sum.BestValAcc),
 		zap.Float64("img_per_s", sum.ImgPerSec))

@@ -70,7 +70,7 @@ type Segment struct {
 	FromStep int       `json:"from_step"`
 	ToStep   int       `json:"to_step"`
 	Images   int       `json:"images"`
-	Outcome  string    `json:"outcome"` // complete, interrupted, failed
+	Outcome  string    `json:"outcome"` // complete, interrupted, failed, diverged (ended by divergence after validating: evaluated at its best checkpoint)
 	Error    string    `json:"error,omitempty"`
 	Hardware Hardware  `json:"hardware"`
 }

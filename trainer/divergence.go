@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/hdge-torch/hdge-torch/internal/settings"
+	"github.com/hdge-torch/hdge-torch/model"
 	"github.com/hdge-torch/hdge-torch/torch"
 )
 
@@ -89,6 +92,27 @@ func (e *errRestart) Error() string {
 	return fmt.Sprintf("step %d diverged (%s)", e.step, e.reason)
 }
 
+// DivergedError ends a run by divergence: stopped at once (--on-divergence stop) or given up after
+// --max-restarts. A run that had validated before it diverged also gets a summary.json with
+// Diverged set (Train writes it), so that its best checkpoint can be evaluated as the method's
+// result, as JEM's authors used the last checkpoint before a divergence.
+type DivergedError struct {
+	Step     int    // the step that diverged
+	Reason   string // which value passed which threshold
+	Restarts int    // the restarts before the run gave up
+	err      error
+}
+
+func (e *DivergedError) Error() string { return e.err.Error() }
+func (e *DivergedError) Unwrap() error { return e.err }
+
+// Divergence is summary.json's record of how a run that diverged ended.
+type Divergence struct {
+	Step     int    `json:"step"`
+	Reason   string `json:"reason"`
+	Restarts int    `json:"restarts"`
+}
+
 // divergence names why a step's values count as divergence, or is "" when they do not.
 func (c *Config) divergence(values map[string]float64) string {
 	if !finite(values) {
@@ -135,8 +159,8 @@ func (st *runState) diverged(epoch int, values map[string]float64, reason string
 	} else {
 		hint = "Try a lower --lr, --energy-l2 0.1, more --sgld-steps, or --on-divergence restart"
 	}
-	return fmt.Errorf("step %d: %s; the run stopped without saving this state. Last good checkpoint: %s. %s",
-		st.step, reason, last, hint)
+	return &DivergedError{Step: st.step, Reason: reason, err: fmt.Errorf("step %d: %s; the run stopped without saving this state. Last good checkpoint: %s. %s",
+		st.step, reason, last, hint)}
 }
 
 // firstCheckpoint makes sure a run that may restart has a checkpoint to roll back to.
@@ -159,8 +183,9 @@ func (st *runState) restart(err error) error {
 		return err
 	}
 	if st.div.restarts >= st.cfg.MaxRestarts {
-		return fmt.Errorf("%w; it diverged %d times, after %d restarts (--max-restarts %d). Last good checkpoint: %s",
-			r, st.div.restarts+1, st.div.restarts, st.cfg.MaxRestarts, st.lastCkpt)
+		return &DivergedError{Step: r.step, Reason: r.reason, Restarts: st.div.restarts,
+			err: fmt.Errorf("%w; it diverged %d times, after %d restarts (--max-restarts %d). Last good checkpoint: %s",
+				r, st.div.restarts+1, st.div.restarts, st.cfg.MaxRestarts, st.lastCkpt)}
 	}
 	st.div.restarts++
 	path := st.lastCkpt
@@ -209,4 +234,20 @@ func (st *runState) trainWithRestarts(loop func() (*Summary, error)) (*Summary, 
 			return sum, err
 		}
 	}
+}
+
+// divergedSummary writes summary.json for a run that ended by divergence after validating at least
+// once (it has a best.pt): its steps are those reached, its checkpoint the best one. Without a
+// best.pt there is nothing worth evaluating, and nothing is written.
+func (st *runState) divergedSummary(de *DivergedError) (*Summary, error) {
+	best := filepath.Join(model.CheckpointDir(st.cfg.Out), "best.pt")
+	if _, err := os.Stat(best); err != nil {
+		return nil, nil
+	}
+	sum := &Summary{RunDir: st.cfg.Out, Steps: de.Step, Epochs: st.pos.Epoch, BestValAcc: st.bestVal, Precision: st.prec.String(),
+		Layout: st.model.Layout.String(), Checkpoint: best, Diverged: &Divergence{Step: de.Step, Reason: de.Reason, Restarts: de.Restarts}}
+	if err := writeJSON(filepath.Join(st.cfg.Out, "summary.json"), sum); err != nil {
+		return nil, fmt.Errorf("--out: %w", err)
+	}
+	return sum, nil
 }

@@ -43,6 +43,9 @@ type Summary struct {
 	Checkpoint string  `json:"checkpoint"`
 	// AlreadyDone is true when a resumed run had already reached its length.
 	AlreadyDone bool `json:"already_done,omitempty"`
+	// Diverged is set when the run ended by divergence (Train's error is a *DivergedError): Steps
+	// is where it stopped and Checkpoint its best-validation checkpoint.
+	Diverged *Divergence `json:"diverged,omitempty"`
 }
 
 // Options are the parts of a run that are not part of its recorded configuration.
@@ -278,6 +281,16 @@ func Train(ctx context.Context, cfg Config, opts Options) (*Summary, error) {
 
 	sum, err := st.trainWithRestarts(func() (*Summary, error) { return st.loop(ctx, train, val) })
 	if err != nil {
+		var de *DivergedError
+		if errors.As(err, &de) && leader {
+			ds, werr := st.divergedSummary(de)
+			if werr != nil {
+				return sum, errors.Join(err, werr)
+			}
+			if ds != nil {
+				sum = ds
+			}
+		}
 		return sum, err
 	}
 	if sum.AlreadyDone {
