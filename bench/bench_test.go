@@ -207,7 +207,14 @@ func checkObjectives(t *testing.T, o *ObjectivesResult) {
 		wantPy := slices.Contains(oc.Python, r.Objective)
 		if wantPy {
 			positive(t, r.Objective+" Python ms", r.PyMS)
-			positive(t, r.Objective+" speed-up", r.Speedup)
+			positive(t, r.Objective+" speed-up in the shared process", r.SharedSpeedup)
+			if r.Auto {
+				positive(t, r.Objective+" Go alone ms", r.GoAloneMS)
+				positive(t, r.Objective+" speed-up", r.Speedup)
+				if r.AloneSteps != r.PySteps {
+					t.Errorf("%s: %d Go alone steps against %d Python steps", r.Objective, r.AloneSteps, r.PySteps)
+				}
+			}
 			if r.PySteps != oc.PySteps[r.Objective]*oc.Reps {
 				t.Errorf("%s: %d Python steps, want %d", r.Objective, r.PySteps, oc.PySteps[r.Objective]*oc.Reps)
 			}
