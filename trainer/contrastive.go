@@ -125,9 +125,15 @@ func (h *projHead) named() map[string]*torch.Tensor {
 	return map[string]*torch.Tensor{"head.0.weight": h.l1.W, "head.0.bias": h.l1.B, "head.2.weight": h.l2.W, "head.2.bias": h.l2.B}
 }
 
-// forward maps encoder features to normalised projections.
+// forward maps encoder features to normalised projections, in fp32 whatever the step's precision:
+// the contrastive losses are losses, kept in fp32 as cross-entropy and HDGE's term are (under bf16
+// the head's linear layers compute in bf16).
 func (h *projHead) forward(s *torch.Scope, f *torch.Tensor) *torch.Tensor {
-	return s.Normalize(h.l2.Forward(s, s.ReLU(h.l1.Forward(s, f))), 2, 1, 1e-12)
+	z := h.l2.Forward(s, s.ReLU(h.l1.Forward(s, f)))
+	if z != nil && z.DType() != torch.Float32 {
+		z = s.ToDType(z, torch.Float32)
+	}
+	return s.Normalize(z, 2, 1, 1e-12)
 }
 
 func (h *projHead) AfterStep(*Step) error { return nil }

@@ -96,6 +96,9 @@ func ddpConfig(t *testing.T, ds, objective string) Config {
 	c.Model = "wrn-10-1"
 	c.Norm = "none" // the standard DDP check: batch norm's statistics are per rank by design
 	c.Dropout = 0   // each rank draws its own masks for its slice, as in PyTorch
+	// The bounds are fp32's: with native bf16 "auto" would train in bf16, whose rounding of two
+	// half-batches against one whole batch differs by far more than the all-reduce's.
+	c.Precision = "fp32"
 	c.Objective = objective
 	c.ValSize = 64
 	c.QueueSize = 200 // 64 does not divide 200: the queue wraps mid-batch
