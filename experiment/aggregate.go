@@ -92,6 +92,8 @@ type Results struct {
 	Seeds         []uint64          `json:"seeds"`
 	Eval          map[string]any    `json:"eval"`
 	Hardware      []string          `json:"hardware"`
+	// Tables are the spec's tables in a paper's layout, written into results.md from Runs.
+	Tables []PaperTable `json:"tables,omitempty"`
 	// Wall times in seconds over every sitting recorded in the run directories, failed ones too.
 	TrainSeconds float64 `json:"train_seconds"`
 	// Diverged is whether any unit (done or not) rolled back from a divergence: the tables then
@@ -174,7 +176,7 @@ type metricsFile struct {
 func Aggregate(s *Spec) (*Results, error) {
 	res := &Results{SchemaVersion: 1, Name: s.Name, Description: s.Description, Spec: displayPath(s.Path),
 		Generated: time.Now().UTC().Format(time.RFC3339), Out: s.Out, Base: s.Base, Seeds: s.Seeds, Eval: s.Eval,
-		Baseline: s.Baseline, Commands: map[string]string{}}
+		Baseline: s.Baseline, Commands: map[string]string{}, Tables: s.Tables}
 	args := shellWord(res.Spec)
 	if s.Out != s.fileOut {
 		args += " --out " + shellWord(s.Out)

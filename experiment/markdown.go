@@ -158,6 +158,7 @@ func (res *Results) Markdown() string {
 	p("Values are mean ± sample standard deviation over the seeds done (one value where one seed is done). " +
 		"Accuracy, ECE and PGD accuracy in %%; AUROC with in-distribution test images as positives.\n\n")
 
+	res.paperTablesMarkdown(p)
 	p("### Classification and calibration\n\n")
 	norms := slices.ContainsFunc(res.Runs, func(r RunResult) bool { return r.Metrics[KeyLogitNorm] != nil })
 	p("| run | seeds | accuracy (%%) | ECE (%%) | NLL | train time (min) | train img/s | eval time (min) |")

@@ -31,6 +31,8 @@ type Spec struct {
 	Out         string
 	// Baseline names the run the others are compared with in a table of differences ("" for none).
 	Baseline string
+	// Tables are extra tables in a paper's own layout (runs as rows, metrics as columns).
+	Tables []PaperTable
 
 	eval    evalSettings
 	fileOut string // Out as the file gives it, before any override
@@ -48,7 +50,7 @@ type RunSpec struct {
 
 // Keys a spec may hold, in the order they are documented.
 var (
-	specKeys = []string{"name", "description", "base", "runs", "seeds", "eval", "out", "baseline"}
+	specKeys = []string{"name", "description", "base", "runs", "seeds", "eval", "out", "baseline", "tables"}
 	runKeys  = []string{"name", "description", "set", "seeds"}
 	// runnerKeys are train flags the runner sets itself, one value per run directory.
 	runnerKeys = map[string]string{"seed": `use the spec's "seeds" list`, "out": `use the spec's "out"`}
@@ -140,7 +142,13 @@ func Parse(b []byte) (*Spec, error) {
 		}
 		s.Runs = append(s.Runs, r)
 	}
+	if s.Tables, err = parseTables(top["tables"]); err != nil {
+		return nil, err
+	}
 	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := s.checkTables(); err != nil {
 		return nil, err
 	}
 	s.fileOut = s.Out
