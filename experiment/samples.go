@@ -23,8 +23,10 @@ import (
 const (
 	KeyISClassifier = "is_classifier" // IS (classifier)
 	KeyFDClassifier = "fd_classifier" // FD (classifier features)
-	KeyIS           = "is"            // IS, Inception-v3
-	KeyFID          = "fid"           // FID, Inception-v3
+	// KeyOffRange is the fraction of the samples' values outside the data's [-1, 1] (sample.json).
+	KeyOffRange = "samples_off_range"
+	KeyIS       = "is"  // IS, Inception-v3
+	KeyFID      = "fid" // FID, Inception-v3
 )
 
 // SampleLinks are the picture files of one seed's samples, relative to the results' folder.
@@ -61,6 +63,12 @@ func addSamples(out string, rr *RunResult, u Unit, evalStep int, add func(string
 		var info gen.Info
 		if json.Unmarshal(b, &info) == nil && info.Step > 0 && evalStep > 0 && info.Step != evalStep {
 			rr.Notes = append(rr.Notes, fmt.Sprintf("seed %d: the samples were drawn from the checkpoint of step %d, the evaluation's is of step %d", u.Seed, info.Step, evalStep))
+		}
+		var off struct {
+			OutsideRange *float64 `json:"outside_data_range"` // absent in sample.json files of earlier versions
+		}
+		if json.Unmarshal(b, &off) == nil && off.OutsideRange != nil {
+			add(KeyOffRange, off.OutsideRange)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		rr.Notes = append(rr.Notes, fmt.Sprintf("seed %d: %v", u.Seed, err))
@@ -108,6 +116,7 @@ func (res *Results) samplesMarkdown(p func(string, ...any)) {
 	if has(KeyIS) || has(KeyFID) {
 		cols = append(cols, col{"IS", KeyIS}, col{"FID", KeyFID})
 	}
+	offRange := has(KeyOffRange)
 	var runs []RunResult
 	for _, r := range res.Runs {
 		if r.Samples != nil || slices.ContainsFunc(cols, func(c col) bool { return r.Metrics[c.key] != nil }) {
@@ -124,11 +133,20 @@ func (res *Results) samplesMarkdown(p func(string, ...any)) {
 		p(" IS (classifier) and FD (classifier features) are computed in a classifier's softmax and penultimate features, " +
 			"not in pytorch-fid's Inception-v3: they rank the runs of this grid and are not comparable with published scores.")
 	}
+	if offRange {
+		p(" Off range: the share of the samples' values outside the data's [−1, 1] (SGLD is not clamped); " +
+			"chains that drift off it inflate the Fréchet distance.")
+	}
 	p("\n\n| run | seeds |")
 	for _, c := range cols {
 		p(" %s |", c.title)
 	}
-	p(" samples |\n|---|---|%s---|\n", strings.Repeat("---|", len(cols)))
+	extra := 0
+	if offRange {
+		p(" off range (%%) |")
+		extra = 1
+	}
+	p(" samples |\n|---|---|%s---|\n", strings.Repeat("---|", len(cols)+extra))
 	var nets []string
 	for _, r := range runs {
 		n := 0
@@ -140,6 +158,9 @@ func (res *Results) samplesMarkdown(p func(string, ...any)) {
 		p("| %s | %d |", r.Name, n)
 		for _, c := range cols {
 			p(" %s |", fmtStat(r.Metrics[c.key], 1, 2))
+		}
+		if offRange {
+			p(" %s |", fmtStat(r.Metrics[KeyOffRange], 100, 1))
 		}
 		links := "–"
 		if l := r.Samples; l != nil {

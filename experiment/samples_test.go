@@ -28,6 +28,7 @@ func TestSamplesInResults(t *testing.T) {
 	}
 
 	gens := map[uint64]*eval.Generation{}
+	offRange := map[uint64]float64{}
 	for _, seed := range s.Seeds {
 		g := gen.DefaultConfig()
 		g.Checkpoint, g.Out, g.Class, g.N, g.Steps, g.Top, g.RealN = s.RunDir("hdge", seed), filepath.Join(s.RunDir("hdge", seed), "samples"), "all", 2, 2, 1, 40
@@ -37,6 +38,7 @@ func TestSamplesInResults(t *testing.T) {
 			t.Fatal(err)
 		}
 		gens[seed] = res.Generation
+		offRange[seed] = res.Info.OutsideRange
 	}
 	g := gen.DefaultConfig()
 	g.Checkpoint, g.Out, g.N, g.Steps, g.Top = s.RunDir("ce", 1), filepath.Join(s.RunDir("ce", 1), "samples"), 4, 2, 0
@@ -52,13 +54,14 @@ func TestSamplesInResults(t *testing.T) {
 	for key, want := range map[string][2]float64{
 		KeyISClassifier: {gens[1].ISMean, gens[2].ISMean},
 		KeyFDClassifier: {gens[1].FD, gens[2].FD},
+		KeyOffRange:     {offRange[1], offRange[2]},
 	} {
 		st := hd.Metrics[key]
 		if st == nil || st.N != 2 || st.Values[0] != want[0] || st.Values[1] != want[1] || st.Std == nil ||
 			math.Abs(st.Mean-(want[0]+want[1])/2) > 1e-12 || math.Abs(*st.Std-math.Abs(want[0]-want[1])/math.Sqrt2) > 1e-9 {
 			t.Errorf("hdge %s: %+v, want the mean and std of %v", key, st, want)
 		}
-		if ce.Metrics[key] != nil {
+		if ce.Metrics[key] != nil && key != KeyOffRange {
 			t.Errorf("ce's unscored samples gave %s %+v", key, ce.Metrics[key])
 		}
 	}
@@ -83,10 +86,10 @@ func TestSamplesInResults(t *testing.T) {
 	}
 	for _, want := range []string{
 		"### Samples",
-		"| run | seeds | IS (classifier) | FD (classifier features) | samples |",
-		"| hdge | 2 | " + fmtStat(hd.Metrics[KeyISClassifier], 1, 2) + " | " + fmtStat(hd.Metrics[KeyFDClassifier], 1, 2) +
-			" | [grid, seed 1](hdge/seed-1/samples/samples.png), [most confident](hdge/seed-1/samples/top.png) |",
-		"| ce | 0 | – | – | [grid, seed 1](ce/seed-1/samples/samples.png) |",
+		"| run | seeds | IS (classifier) | FD (classifier features) | off range (%) | samples |",
+		"| hdge | 2 | " + fmtStat(hd.Metrics[KeyISClassifier], 1, 2) + " | " + fmtStat(hd.Metrics[KeyFDClassifier], 1, 2) + " | " +
+			fmtStat(hd.Metrics[KeyOffRange], 100, 1) + " | [grid, seed 1](hdge/seed-1/samples/samples.png), [most confident](hdge/seed-1/samples/top.png) |",
+		"| ce | 0 | – | – | " + fmtStat(ce.Metrics[KeyOffRange], 100, 1) + " | [grid, seed 1](ce/seed-1/samples/samples.png) |",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q:\n%s", want, md)

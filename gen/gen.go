@@ -123,6 +123,12 @@ type Info struct {
 	Shape       []int   `json:"shape"`
 	Labels      string  `json:"labels"`
 	MeanEnergy  float64 `json:"mean_energy"` // mean log q(x) of the samples
+	// Min and Max are the samples' extreme values, and OutsideRange the fraction of their values
+	// outside the data's [-1, 1]: SGLD is not clamped (JEM's is not), and chains that drift off
+	// the data's range inflate feature-space scores such as the Fréchet distance.
+	Min          float64 `json:"min"`
+	Max          float64 `json:"max"`
+	OutsideRange float64 `json:"outside_data_range"`
 }
 
 // Result is what a sampling run produced.
@@ -291,6 +297,18 @@ func Run(cfg Config) (*Result, error) {
 	info := Info{Checkpoint: l.Path, Step: l.Step, Conditional: len(labelsFor) > 0, Classes: labelsFor, FromBuffer: cfg.FromBuffer,
 		Steps: cfg.Steps, Rounds: cfg.Rounds, SGLDLR: cfg.SGLDLR, SGLDStd: cfg.SGLDStd, Seed: cfg.Seed, N: total,
 		Shape: []int{total, test.C, test.H, test.W}}
+	info.Min, info.Max = math.Inf(1), math.Inf(-1)
+	outside := 0
+	for _, v := range xs {
+		f := float64(v)
+		info.Min, info.Max = min(info.Min, f), max(info.Max, f)
+		if f < -1 || f > 1 {
+			outside++
+		}
+	}
+	if len(xs) > 0 {
+		info.OutsideRange = float64(outside) / float64(len(xs))
+	}
 	pred := make([]int64, total)
 	conf := make([]float64, total)
 	w := classes + 1

@@ -89,6 +89,10 @@ func runSample(c *cli.Context) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	fmt.Printf("%d samples (mean log q(x) %.3f): %s\n", res.Info.N, res.Info.MeanEnergy, filepath.Join(cfg.Out, gen.GridFile))
+	if res.Info.OutsideRange > 0.01 {
+		fmt.Printf("%.1f %% of the sample values lie outside the data's range [-1, 1] (min %.2f, max %.2f): feature-space scores such as FD grow with them\n",
+			100*res.Info.OutsideRange, res.Info.Min, res.Info.Max)
+	}
 	if g := res.Generation; g != nil {
 		is, fd := g.Labels()
 		fmt.Printf("%s %.3f ± %.3f, %s %.3f (%s, %d samples)\n", is, g.ISMean, g.ISStd, fd, g.FD, g.FeatureNet, g.N)

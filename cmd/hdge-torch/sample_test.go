@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,8 +68,27 @@ func TestSampleCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if x, ok := a.Data.([]float32); !ok || fmt.Sprint(a.Shape) != "[30 1 28 28]" || len(x) != 30*28*28 {
+	x, ok := a.Data.([]float32)
+	if !ok || fmt.Sprint(a.Shape) != "[30 1 28 28]" || len(x) != 30*28*28 {
 		t.Fatalf("samples.npy: %s shape %v", a.DType, a.Shape)
+	}
+	// sample.json gives the samples' range and the share of values off the data's [-1, 1].
+	var info struct {
+		Min, Max     float64
+		OutsideRange float64 `json:"outside_data_range"`
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "sample.json")); err != nil || json.Unmarshal(b, &info) != nil {
+		t.Fatalf("sample.json: %v", err)
+	}
+	lo, hi, off := math.Inf(1), math.Inf(-1), 0
+	for _, v := range x {
+		lo, hi = min(lo, float64(v)), max(hi, float64(v))
+		if v < -1 || v > 1 {
+			off++
+		}
+	}
+	if info.Min != lo || info.Max != hi || math.Abs(info.OutsideRange-float64(off)/float64(len(x))) > 1e-12 {
+		t.Errorf("sample.json range [%g, %g], %g outside; samples.npy [%g, %g], %g", info.Min, info.Max, info.OutsideRange, lo, hi, float64(off)/float64(len(x)))
 	}
 	a, err = npy.Read(filepath.Join(out, "labels.npy"))
 	if err != nil {
