@@ -2,20 +2,23 @@
 """Writes bf16_goldens.json: a conv + linear net's logits, loss and parameter gradients under
 torch.autocast("cpu", dtype=torch.bfloat16), with the float32 weights and batch they came from, for
 TestBF16AgainstAutocast. Run with Debian's python3-torch (the same libtorch build the Go package
-links):  /usr/bin/python3 torch/testdata/gen_bf16_goldens.py
+links):  /usr/bin/python3 torch/testdata/gen_bf16_goldens.py [OUT.json]
+(the test runs it itself where python3-torch is installed, since oneDNN's bf16 kernels differ by
+CPU: emulated, AVX512-BF16 or AMX round differently).
 
 The net: conv 3->8 (3x3, padding 1, bias) -> leaky relu 0.2 -> mean over H, W -> linear 8->5, then
 cross-entropy (mean) on the logits converted to float32; in NCHW and in channels-last.
 """
 import json
 import os
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 torch.set_num_threads(1)
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bf16_goldens.json")
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "bf16_goldens.json")
 
 
 def enc(t):
