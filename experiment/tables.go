@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -56,15 +57,10 @@ func parseTables(raw json.RawMessage) ([]PaperTable, error) {
 			return nil, err
 		}
 		var pt PaperTable
-		if err := json.Unmarshal(obj["title"], &pt.Title); err != nil || strings.TrimSpace(pt.Title) == "" {
-			return nil, fmt.Errorf("%s: \"title\" is required (a string)", where)
+		if err := readStrings(obj, where, []stringField{{"title", &pt.Title, "a string"}, {"note", &pt.Note, ""}}); err != nil {
+			return nil, err
 		}
 		where = fmt.Sprintf("tables[%d] (%s)", i, pt.Title)
-		if n, ok := obj["note"]; ok {
-			if err := json.Unmarshal(n, &pt.Note); err != nil {
-				return nil, fmt.Errorf("%s: \"note\": want a string", where)
-			}
-		}
 		var rows, cols []json.RawMessage
 		if err := json.Unmarshal(obj["rows"], &rows); err != nil || len(rows) == 0 {
 			return nil, fmt.Errorf(`%s: "rows": want a non-empty list of {"run": ..., "label": ...}`, where)
@@ -79,15 +75,8 @@ func parseTables(raw json.RawMessage) ([]PaperTable, error) {
 				return nil, err
 			}
 			var row TableRow
-			if err := json.Unmarshal(o["run"], &row.Run); err != nil || row.Run == "" {
-				return nil, fmt.Errorf("%s: \"run\" is required (a run's name)", w)
-			}
-			for k, dst := range map[string]*string{"label": &row.Label, "score": &row.Score} {
-				if v, ok := o[k]; ok {
-					if err := json.Unmarshal(v, dst); err != nil {
-						return nil, fmt.Errorf("%s: %q: want a string", w, k)
-					}
-				}
+			if err := readStrings(o, w, []stringField{{"run", &row.Run, "a run's name"}, {"label", &row.Label, ""}, {"score", &row.Score, ""}}); err != nil {
+				return nil, err
 			}
 			pt.Rows = append(pt.Rows, row)
 		}
@@ -98,19 +87,40 @@ func parseTables(raw json.RawMessage) ([]PaperTable, error) {
 				return nil, err
 			}
 			var col TableColumn
-			if err := json.Unmarshal(o["metric"], &col.Metric); err != nil || col.Metric == "" {
-				return nil, fmt.Errorf("%s: \"metric\" is required (a key of results.json's metrics, such as accuracy)", w)
-			}
-			if v, ok := o["label"]; ok {
-				if err := json.Unmarshal(v, &col.Label); err != nil {
-					return nil, fmt.Errorf("%s: \"label\": want a string", w)
-				}
+			if err := readStrings(o, w, []stringField{{"metric", &col.Metric, "a key of results.json's metrics, such as accuracy"}, {"label", &col.Label, ""}}); err != nil {
+				return nil, err
 			}
 			pt.Columns = append(pt.Columns, col)
 		}
 		out = append(out, pt)
 	}
 	return out, nil
+}
+
+// stringField is one string key of a table object: required (with what it should be) or optional.
+type stringField struct {
+	key      string
+	dst      *string
+	required string // "" for an optional key
+}
+
+// readStrings sets each field present in o, naming the key when it is not a string or a required
+// one is missing or blank.
+func readStrings(o map[string]json.RawMessage, where string, fields []stringField) error {
+	for _, f := range fields {
+		raw, ok := o[f.key]
+		err := error(nil)
+		if ok {
+			err = json.Unmarshal(raw, f.dst)
+		}
+		switch {
+		case f.required != "" && (err != nil || strings.TrimSpace(*f.dst) == ""):
+			return fmt.Errorf("%s: %q is required (%s)", where, f.key, f.required)
+		case err != nil:
+			return fmt.Errorf("%s: %q: want a string", where, f.key)
+		}
+	}
+	return nil
 }
 
 // checkTables: every row names a run of the spec, and a row whose columns read {score} gives one.
@@ -158,7 +168,7 @@ func (res *Results) paperTablesMarkdown(p func(string, ...any)) {
 		}
 		p("| |")
 		for _, c := range t.Columns {
-			p(" %s |", cell(orLabel(c.Label, c.Metric)))
+			p(" %s |", cell(cmp.Or(c.Label, c.Metric)))
 		}
 		p(" seeds |\n|---|")
 		for range t.Columns {
@@ -168,7 +178,7 @@ func (res *Results) paperTablesMarkdown(p func(string, ...any)) {
 		seen := map[string]bool{}
 		for _, r := range t.Rows {
 			rr := byName[r.Run]
-			p("| %s |", cell(orLabel(r.Label, r.Run)))
+			p("| %s |", cell(cmp.Or(r.Label, r.Run)))
 			n := 0
 			for _, c := range t.Columns {
 				key := strings.ReplaceAll(c.Metric, "{score}", r.Score)
@@ -196,11 +206,4 @@ func (res *Results) paperTablesMarkdown(p func(string, ...any)) {
 		}
 		p("\nMean ± sample standard deviation over the seeds done; accuracy, ECE, FPR95 and PGD accuracy in %%.\n\n")
 	}
-}
-
-func orLabel(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
