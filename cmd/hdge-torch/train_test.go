@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hdge-torch/hdge-torch/internal/testutil"
+	"github.com/hdge-torch/hdge-torch/trainer"
 )
 
 func buildCLI(t *testing.T) string {
@@ -51,6 +52,8 @@ func TestTrainFlagErrors(t *testing.T) {
 		// --channels-last was a bool flag: bare, it now takes a value, and the error says how.
 		{[]string{"--channels-last", "--skip-test"}, 2, "write --channels-last=true"},
 		{[]string{"--channels-last"}, 2, "write --channels-last=true"},
+		{[]string{"--regime", "gpu"}, 2, `--regime: unknown value "gpu"`},
+		{[]string{"--regime", "paper", "--resume", filepath.Join(tmp, "out")}, 2, "--regime cannot be used with --resume"},
 	}
 	for _, tc := range cases {
 		args := append([]string{"train", "--out", filepath.Join(tmp, "out")}, tc.args...)
@@ -61,6 +64,33 @@ func TestTrainFlagErrors(t *testing.T) {
 		if strings.Contains(res.stderr, "panic") || strings.Contains(res.stderr, "goroutine ") {
 			t.Errorf("%v: crashed:\n%s", tc.args, res.stderr)
 		}
+	}
+}
+
+// TestTrainRegime: --regime paper starts from the paper's set-up (no batch norm, Adam 1e-4, a
+// 1000-step warm-up) and a flag set beside it still wins; the run's config.json records the
+// settings themselves, so the run resumes and compares without the regime's name.
+func TestTrainRegime(t *testing.T) {
+	bin := buildCLI(t)
+	tmp := t.TempDir()
+	ds := testutil.SmallFashion(t, tmp, 200, 50)
+	run := filepath.Join(tmp, "paper")
+	res := runCLI(t, bin, nil, "train", "--regime", "paper", "--warmup", "5", "--dataset", ds, "--model", "wrn-10-1",
+		"--val-size", "50", "--queue-size", "64", "--steps", "2", "--threads", "1", "--skip-test", "--out", run)
+	if res.code != 0 {
+		t.Fatalf("--regime paper: exit %d\n%s", res.code, res.stderr)
+	}
+	cfg, err := trainer.ReadConfig(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Norm != "none" || cfg.LR != 1e-4 || cfg.Optimizer != "adam" || cfg.BatchSize != 64 || cfg.Warmup != 5 {
+		t.Errorf("--regime paper --warmup 5 recorded norm %q, %s lr %g, batch %d, warm-up %d; want none, adam 1e-4, 64, 5",
+			cfg.Norm, cfg.Optimizer, cfg.LR, cfg.BatchSize, cfg.Warmup)
+	}
+	def := trainer.Defaults()
+	if def.Norm != "batch" || def.LR != 1e-3 {
+		t.Errorf("the cpu regime (the defaults) changed: norm %q, lr %g", def.Norm, def.LR)
 	}
 }
 
