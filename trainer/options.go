@@ -27,20 +27,20 @@ func Differences(a, b Config) []string {
 	return Settings().Labelled(&a, &b, "there", "in the spec", settings.Learnt)
 }
 
-// Regimes are the named starting points of a run's settings: every flag set on the command line
+// regimes are the named starting points of a run's settings: every flag set on the command line
 // still overrides them. "cpu" is Defaults, tuned for a CPU (batch norm, Adam 1e-3, a 200-step
 // warm-up). "paper" is the set-up of JEM that the paper's OOD, calibration, generation and
 // robustness results use: no batch norm, Adam 1e-4 with a 1000-step warm-up, σ 0.03, batch 64
 // (the cosine decay is kept; JEM's step decay at epochs 160 and 180 of 200 is --schedule step
 // --decay-epochs 160,180).
-var Regimes = map[string]map[string]any{
+var regimes = map[string]map[string]any{
 	"cpu":   {},
 	"paper": {"norm": "none", "optimizer": "adam", "lr": 1e-4, "warmup": 1000, "noise": 0.03, "batch-size": 64, "dropout": 0.0},
 }
 
 // Regime is Defaults with a regime's settings applied.
 func Regime(name string) (Config, error) {
-	set, ok := Regimes[name]
+	set, ok := regimes[name]
 	if !ok {
 		return Config{}, fmt.Errorf("unknown value %q (want cpu or paper)", name)
 	}
